@@ -44,7 +44,7 @@ comment on column anomaly.spans.kind is 'OTLP SpanKind: 0 unspecified, 1 interna
 comment on column anomaly.spans.status_code is 'OTLP Status.code: 0 unset, 1 ok, 2 error.';
 
 create index spans_trace_idx on anomaly.spans (trace_id, span_id);
-create index spans_series_idx on anomaly.spans (service_name, name, start_time);
+create index spans_service_time_idx on anomaly.spans (service_name, start_time);
 
 -- ============================================================== partitions
 create function anomaly.ensure_span_partition(p_day date)

@@ -82,6 +82,21 @@ comment on function anomaly.histogram_merge(jsonb[]) is
   'select date_trunc(''hour'', bucket), anomaly.histogram_quantile(anomaly.histogram_merge(array_agg(latency_histogram)), 0.99) '
   'from anomaly.operation_minutes group by 1.';
 
+create function anomaly.histogram_count_above(p_histogram jsonb, p_threshold_ms double precision)
+returns bigint
+language sql
+immutable
+parallel safe
+set search_path = ''
+as $$
+  select coalesce(sum(value::bigint), 0)
+  from jsonb_each_text(p_histogram)
+  where power(2::double precision, (key::integer - 0.5) / 8.0) / 1000.0 > p_threshold_ms
+$$;
+comment on function anomaly.histogram_count_above(jsonb, double precision) is
+  'How many durations in a latency histogram lie above a threshold in ms (by bucket middle, so within ~4.4 %). '
+  'Detectors use it to tell a real shift of a quantile from a single slow outlier in a small minute.';
+
 -- ============================================================== rollup tables
 create table anomaly.operation_minutes (
   service_name text not null,
@@ -326,11 +341,12 @@ begin
     join anomaly.spans s on s.trace_id = f.trace_id and s.start_time between f.first_start and f.last_end
   ),
   roots as (
-    select distinct on (trace_id) trace_id, service_name, name
+    -- the root, or (for a trace whose root never arrived) the earliest span whose parent is missing
+    select distinct on (c.trace_id) c.trace_id, c.service_name, c.name
     from tspans c
-    where c.parent_span_id is null
-       or not exists (select 1 from tspans p where p.trace_id = c.trace_id and p.span_id = c.parent_span_id)
-    order by trace_id, (c.parent_span_id is null) desc, start_time
+    left join tspans p on p.trace_id = c.trace_id and p.span_id = c.parent_span_id
+    where p.span_id is null
+    order by c.trace_id, (c.parent_span_id is null) desc, c.start_time
   ),
   features as (
     insert into anomaly.trace_features (trace_id, start_time, end_time, duration_ms, span_count, error_count,
@@ -404,4 +420,5 @@ comment on function anomaly.drop_old_rollups(integer) is
 
 grant select, insert, update, delete on all tables in schema anomaly to service_role;
 grant execute on function anomaly.rollup(), anomaly.drop_old_rollups(integer), anomaly.latency_bucket(double precision),
-  anomaly.histogram_quantile(jsonb, double precision), anomaly.histogram_merge(jsonb[]) to service_role;
+  anomaly.histogram_quantile(jsonb, double precision), anomaly.histogram_merge(jsonb[]),
+  anomaly.histogram_count_above(jsonb, double precision) to service_role;

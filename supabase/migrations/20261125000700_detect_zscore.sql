@@ -94,7 +94,7 @@ begin
 
   with series as (
     select m.service_name, m.operation, m.bucket, m.span_count, m.error_count,
-           anomaly.histogram_quantile(m.latency_histogram, v_quantile) as latency,
+           anomaly.histogram_quantile(m.latency_histogram, v_quantile) as latency, m.latency_histogram,
            m.error_count::double precision / m.span_count as error_rate,
            m.slowest_trace_id, m.slowest_span_id, m.error_trace_id, m.error_span_id
     from anomaly.operation_minutes m
@@ -124,6 +124,9 @@ begin
          lat_z as score, span_count, slowest_trace_id as trace_id, slowest_span_id as span_id, points
   from candidates
   where span_count >= v_min_spans and lat_z >= v_threshold and latency >= lat_mean * (1 + v_min_change)
+    -- a shifted quantile, not one slow outlier: at least 2 spans (and the quantile's share) above the band
+    and anomaly.histogram_count_above(latency_histogram, lat_mean + v_threshold * greatest(lat_sd, lat_mean * 0.05, 1.0))
+        >= greatest(2, ceil((1 - v_quantile) * span_count))
   union all
   select 'ERROR_RATE|zscore|' || service_name || '|' || operation || '|zscore', 'ERROR_RATE', 'zscore',
          service_name, operation, bucket, error_rate, err_mean, err_sd, err_z, span_count,

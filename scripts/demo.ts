@@ -1,0 +1,151 @@
+// scripts/demo.ts — `npm run demo`: the whole pipeline end to end on the embedded Postgres 17 (or DATABASE_URL).
+// Boots the database and the local runner, applies the migrations with the Supabase CLI, sends 100 back-dated
+// minutes of shop traffic through the real otlp-ingest function with the OpenTelemetry SDK (a latency
+// regression after a deploy and an error spike injected), runs rollup and detection, prints the anomalies, exits.
+//
+//   npm run demo                 the full demo (about a minute)
+//   npm run demo -- --smoke      a smaller run that fails (exit 1) unless both injected incidents are found
+import process from "node:process";
+import { parseArgs } from "node:util";
+import postgres from "postgres";
+import { startDatabase } from "./local/database.ts";
+import { recreateDatabase } from "./local/databases.ts";
+import { ensureIngestKey, prepareDatabase } from "./local/migrate.ts";
+import { startRunner } from "./local/runner.ts";
+import { simulate } from "./simulate/index.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    smoke: { type: "boolean", default: false },
+    minutes: { type: "string" },
+    rate: { type: "string" },
+    protocol: { type: "string", default: "proto" },
+  },
+});
+
+const MINUTES = Number(args.minutes ?? (args.smoke ? 90 : 100));
+const RATE = Number(args.rate ?? (args.smoke ? 60 : 120));
+const REGRESSION = { service: "inventory", at: 55 };
+const ERROR_SPIKE = { service: "payments", at: 75 };
+const t0 = Date.now();
+const say = (line: string) => console.log(`[demo ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}`);
+
+const server = await startDatabase({ log: say });
+let runner: Awaited<ReturnType<typeof startRunner>> | undefined;
+let exitCode = 0;
+try {
+  // A fresh database per run on the embedded server; with DATABASE_URL the given database is used as is.
+  const url = server.embedded ? await recreateDatabase(server.url, "trace_sentinel_demo") : server.url;
+  say(`database ${redact(url)}${server.embedded ? " (embedded Postgres 17)" : ""}`);
+  await prepareDatabase(url);
+  say("compat bootstrap + migrations applied with `supabase db push`");
+
+  const sql = postgres(url, { max: 2, onnotice: () => {} });
+  // The demo drives rollup and detection itself so its output is deterministic; the schedule stays registered.
+  await sql`update anomaly.jobs set enabled = false where name = 'rollup-detect'`;
+  const key = await ensureIngestKey(url, "demo");
+  runner = await startRunner({
+    dbUrl: url,
+    port: Number(process.env.TS_RUNNER_PORT || 54321),
+    log: process.env.TS_DEMO_VERBOSE ? say : () => {},
+  });
+  say(`local runner at ${runner.url} serving ${runner.functions().map((f) => f.name).join(", ")}`);
+
+  const scenarios = [
+    `latency_regression@${REGRESSION.at}m:service=${REGRESSION.service},factor=3`,
+    `error_spike@${ERROR_SPIKE.at}m:service=${ERROR_SPIKE.service},rate=0.5,duration=6m`,
+  ];
+  say(`simulating ${MINUTES} back-dated minutes at up to ${RATE} traces/min with: ${scenarios.join("; ")}`);
+  const sim = await simulate({
+    endpoint: runner.functionUrl("otlp-ingest"),
+    key,
+    protocol: args.protocol === "json" ? "json" : "proto",
+    minutes: MINUTES,
+    rate: RATE,
+    seed: 7,
+    scenarios,
+    truthPath: ".data/demo-ground-truth.json",
+  });
+  if (!sim.ok) throw new Error(`simulation failed: ${sim.errors.join("; ")}`);
+  say(
+    `sent ${sim.traces} traces / ${sim.spans} spans through otlp-ingest ` +
+      `(${Math.round(sim.spansPerSecond)} spans/s, OpenTelemetry SDK ${args.protocol} exporter)`,
+  );
+
+  // Roll up until every touched minute is done, then detect.
+  let series = 0;
+  for (;;) {
+    const [r] = await sql`select * from anomaly.rollup()`;
+    series += r.series_minutes;
+    const [{ pending }] = await sql`select count(*)::int as pending from anomaly.rollup_dirty`;
+    if (pending === 0 && r.series_minutes === 0) break;
+  }
+  const [d] = await sql`select * from anomaly.detect()`;
+  say(`rollup wrote ${series} series-minutes; detection scored through ${iso(d.scored_through)}`);
+
+  const anomalies = await sql`
+    select severity, anomaly_type, service, operation, detector, observed_value, expected_value,
+           first_seen, last_seen, occurrences, score, trace_id, explanation
+    from public.trace_anomalies order by first_seen, service, anomaly_type`;
+  const start = Date.parse(sim.truth.run.start);
+  console.log("");
+  console.log(table(anomalies.map((a) => ({
+    severity: a.severity,
+    type: a.anomaly_type,
+    service: a.service,
+    operation: a.operation ?? "",
+    "observed vs expected": a.anomaly_type === "LATENCY"
+      ? `p95 ${fmt(a.observed_value)} ms vs ${fmt(a.expected_value)} ms`
+      : `${pct(a.observed_value)} vs ${pct(a.expected_value)} errors`,
+    "since (run minute)": `+${Math.round((new Date(a.first_seen).getTime() - start) / 60000)}m`,
+    "z": fmt(a.score),
+    "exemplar trace": a.trace_id ?? "",
+  }))));
+  console.log("");
+  console.log("Injected (ground truth):");
+  for (const i of sim.truth.incidents) {
+    console.log(
+      `  ${i.anomaly_type.padEnd(18)} ${i.service.padEnd(10)} from +${
+        Math.round((Date.parse(i.start) - start) / 60000)
+      }m ${i.scenario}`,
+    );
+  }
+  console.log("");
+
+  const found = (type: string, service: string) =>
+    anomalies.some((a) => a.anomaly_type === type && a.service === service);
+  const regressionFound = found("LATENCY", REGRESSION.service);
+  const spikeFound = found("ERROR_RATE", ERROR_SPIKE.service);
+  say(`latency regression on ${REGRESSION.service}: ${regressionFound ? "detected" : "MISSED"}`);
+  say(`error spike on ${ERROR_SPIKE.service}: ${spikeFound ? "detected" : "MISSED"}`);
+  if (!regressionFound || !spikeFound) exitCode = 1;
+  await sql.end();
+  say(`done; the runner served ${runner.url}; stopping everything`);
+} catch (err) {
+  console.error(err);
+  exitCode = 1;
+} finally {
+  await runner?.stop();
+  await server.stop();
+}
+process.exit(exitCode);
+
+function iso(d: Date | null): string {
+  return d ? new Date(d).toISOString().slice(0, 16) + "Z" : "-";
+}
+function fmt(n: number | null): string {
+  return n == null ? "-" : n >= 100 ? n.toFixed(0) : n.toFixed(1);
+}
+function pct(n: number | null): string {
+  return n == null ? "-" : `${(100 * n).toFixed(1)} %`;
+}
+function redact(url: string): string {
+  return url.replace(/:\/\/([^:@/]+):[^@/]+@/, "://$1:***@");
+}
+function table(rows: Record<string, string>[]): string {
+  if (rows.length === 0) return "(no anomalies)";
+  const cols = Object.keys(rows[0]);
+  const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i])).join("  ");
+  return [line(cols), line(width.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => r[c])))].join("\n");
+}
