@@ -28,7 +28,8 @@ const RATE = Number(args.rate ?? (args.smoke ? 60 : 120));
 const REGRESSION = { service: "inventory", at: 55 };
 const ERROR_SPIKE = { service: "payments", at: 75 };
 const t0 = Date.now();
-const say = (line: string) => console.log(`[demo ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}`);
+const say = (line: string) =>
+  console.log(`[demo ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}`);
 
 const server = await startDatabase({ log: say });
 let runner: Awaited<ReturnType<typeof startRunner>> | undefined;
@@ -147,5 +148,6 @@ function table(rows: Record<string, string>[]): string {
   const cols = Object.keys(rows[0]);
   const width = cols.map((c) => Math.max(c.length, ...rows.map((r) => r[c].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(width[i])).join("  ");
-  return [line(cols), line(width.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => r[c])))].join("\n");
+  return [line(cols), line(width.map((w) => "-".repeat(w))), ...rows.map((r) => line(cols.map((c) => r[c])))]
+    .join("\n");
 }

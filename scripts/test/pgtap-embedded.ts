@@ -15,8 +15,20 @@ let failed = false;
 try {
   const url = await recreateDatabase(db.url, "ts_pgtap");
   await prepareDatabase(url);
-  if (!fs.existsSync(PGTAP_SQL)) throw new Error(`${PGTAP_SQL} is missing: run scripts/test/pg15.sh start first`);
-  execFileSync("psql", ["-q", "-X", "-v", "ON_ERROR_STOP=1", url, "-c", "set search_path = extensions", "-f", PGTAP_SQL], {
+  if (!fs.existsSync(PGTAP_SQL)) {
+    throw new Error(`${PGTAP_SQL} is missing: run scripts/test/pg15.sh start first`);
+  }
+  execFileSync("psql", [
+    "-q",
+    "-X",
+    "-v",
+    "ON_ERROR_STOP=1",
+    url,
+    "-c",
+    "set search_path = extensions",
+    "-f",
+    PGTAP_SQL,
+  ], {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, PGOPTIONS: "-c client_min_messages=warning" },
   });

@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 URL=${1:-$("$ROOT/scripts/test/pg15.sh" url)}
+URL=${URL%%\?*} # pg_prove hands -d to psql as a plain name: no query string
 psql -q -X -v ON_ERROR_STOP=1 "$URL" -c "set client_min_messages = warning" -f "$ROOT/scripts/test/pgtap-helpers.sql" >/dev/null
 # Pause the scheduled jobs while tests run: a cron-driven rollup holding its advisory lock would make a
 # test's own rollup call return early. Registration (what the tests check) is untouched.

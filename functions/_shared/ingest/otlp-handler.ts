@@ -81,10 +81,17 @@ export function createOtlpHandler(store: IngestStore, options: HandlerOptions = 
     // Supabase hands the function "/<name>/<rest>"; accept the bare function path and ".../v1/traces".
     const path = url.pathname.replace(/\/+$/, "");
     if (!/^\/[^/]+(\/v1\/traces)?$/.test(path)) {
-      return status(404, RPC_NOT_FOUND, `no route ${url.pathname}; POST OTLP traces to <function>/v1/traces`, "json");
+      return status(
+        404,
+        RPC_NOT_FOUND,
+        `no route ${url.pathname}; POST OTLP traces to <function>/v1/traces`,
+        "json",
+      );
     }
     if (req.method !== "POST") {
-      return status(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`, "json", { Allow: "POST" });
+      return status(405, RPC_UNIMPLEMENTED, `method ${req.method} not allowed; use POST`, "json", {
+        Allow: "POST",
+      });
     }
     const format = formatOf(req.headers.get("content-type"));
     if (!format) {
@@ -168,7 +175,10 @@ export function createOtlpHandler(store: IngestStore, options: HandlerOptions = 
 
     const partial = rejected > 0 ? { rejectedSpans: rejected, errorMessage: errors.join("; ") } : null;
     const payload = encodeExportResponse(partial, format);
-    return new Response(payload as BodyInit, { status: 200, headers: { "Content-Type": contentTypeOf(format) } });
+    return new Response(payload as BodyInit, {
+      status: 200,
+      headers: { "Content-Type": contentTypeOf(format) },
+    });
   }
 }
 
@@ -209,7 +219,9 @@ async function readBody(req: Request, limit: number): Promise<Uint8Array> {
   const encoding = (req.headers.get("content-encoding") ?? "identity").toLowerCase();
   let stream: ReadableStream<Uint8Array> = req.body;
   if (encoding === "gzip") {
-    stream = stream.pipeThrough(new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>);
+    stream = stream.pipeThrough(
+      new DecompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>,
+    );
   } else if (encoding !== "identity") {
     throw new Error(`unsupported content-encoding "${encoding}"`);
   }

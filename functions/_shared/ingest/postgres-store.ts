@@ -5,7 +5,6 @@
 import { createHash } from "node:crypto";
 import { isTransientDbError, type Sql } from "../db.ts";
 import type { IngestConfig } from "../redact.ts";
-import type { StagedSpan } from "../spans.ts";
 import { type IngestStore, StoreUnavailableError } from "./otlp-handler.ts";
 
 /** Spans per ingest_spans() call inside the request's transaction (bounds the size of one JSON parameter). */
@@ -39,7 +38,7 @@ export function postgresIngestStore(sql: Sql): IngestStore {
           let received = 0;
           let inserted = 0;
           for (let i = 0; i < spans.length; i += CHUNK_SPANS) {
-            const chunk = JSON.stringify(spans.slice(i, i + CHUNK_SPANS));
+            const chunk = storableJson(spans.slice(i, i + CHUNK_SPANS));
             const [r] = await tx.unsafe(
               "select (r).received, (r).inserted from anomaly.ingest_spans($1::text::json) as r",
               [chunk],
@@ -56,4 +55,21 @@ export function postgresIngestStore(sql: Sql): IngestStore {
 /** SHA-256 hex of an ingest key, as anomaly.ingest_keys stores it. */
 export function ingestKeyHash(key: string): string {
   return createHash("sha256").update(key).digest("hex");
+}
+
+// U+0000 (legal in OTLP strings) and unpaired surrogates (an OTLP/JSON "\ud800" escape yields one) leave
+// JSON.stringify as the escapes \u0000 and \udXXX, which Postgres text and jsonb refuse: the whole request
+// then failed with a 500 and its good spans were lost (clients must not retry a 500).
+const UNSTORABLE_HINT = /\\(?:u0000|ud[89a-f])/;
+// Every escape of JSON.stringify's output as one token, so an escaped backslash ("\\") is never misread.
+const JSON_ESCAPE = /\\(u[0-9a-f]{4}|[^u])/g;
+
+/** JSON text of the spans with each U+0000 and unpaired surrogate replaced by U+FFFD, so Postgres can store it. */
+export function storableJson(spans: unknown[]): string {
+  const text = JSON.stringify(spans);
+  if (!UNSTORABLE_HINT.test(text)) return text;
+  return text.replace(
+    JSON_ESCAPE,
+    (escape, body: string) => (body === "u0000" || /^ud[89a-f]/.test(body) ? "\\ufffd" : escape),
+  );
 }
