@@ -181,6 +181,7 @@ export function captureExporterDiagnostics(counting: CountingExporter, verbose: 
         }
         return;
       }
+      if (/Dropped \d+ spans/.test(message)) counting.noteError(message); // queue overflow: spans lost
       if (verbose) console.error("[otel]", message, ...args);
     },
     info: (message: string, ...args: unknown[]) => {
