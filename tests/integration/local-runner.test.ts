@@ -14,29 +14,9 @@ import { freePort } from "../../scripts/local/function-host.ts";
 import { REPO_ROOT, startDatabase } from "../../scripts/local/database.ts";
 import { prepareDatabase } from "../../scripts/local/migrate.ts";
 import { runCronJobNow, type Runner, startRunner } from "../../scripts/local/runner.ts";
+import { CLUSTER_URL, databaseUrl, waitFor } from "./helpers.ts";
 
-const CLUSTER_URL = process.env.TS_TEST_DATABASE_URL || "postgresql://postgres@127.0.0.1:54329/postgres";
 const FIXTURES = path.join(REPO_ROOT, "tests/fixtures/functions");
-
-function databaseUrl(base: string, database: string): string {
-  const url = new URL(base);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 function alive(pid: number): boolean {
   try {

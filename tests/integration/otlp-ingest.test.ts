@@ -26,32 +26,12 @@ import {
 } from "../../functions/_shared/otlp/codec.ts";
 import { ensureIngestKey, prepareDatabase } from "../../scripts/local/migrate.ts";
 import { type Runner, startRunner } from "../../scripts/local/runner.ts";
+import { CLUSTER_URL, databaseUrl, waitFor } from "./helpers.ts";
 
-const CLUSTER_URL = process.env.TS_TEST_DATABASE_URL || "postgresql://postgres@127.0.0.1:54329/postgres";
 const StatusType = otlpRoot.lookupType("google.rpc.Status");
 const ExportResponseType = otlpRoot.lookupType(
   "opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse",
 );
-
-function databaseUrl(base: string, database: string): string {
-  const url = new URL(base);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const hex = (bytes: number) => randomBytes(bytes).toString("hex");
 const sha12 = (text: string) => "sha256:" + createHash("sha256").update(text).digest("hex").slice(0, 12);
