@@ -20,7 +20,7 @@ create or replace function tests.span(
   p_service text default 'api', p_operation text default 'GET /items', p_status integer default 0,
   p_parent integer default null, p_version text default '1.0.0', p_attributes jsonb default '{}'::jsonb,
   p_resource jsonb default '{}'::jsonb
-) returns jsonb language sql immutable as $$
+) returns jsonb language sql immutable set search_path = '' as $$
   select jsonb_build_object(
     'trace_id', lpad(to_hex(p_trace), 32, '0'),
     'span_id', lpad(to_hex(p_span), 16, '0'),
@@ -40,7 +40,7 @@ create or replace function tests.series(
   p_from timestamptz, p_minutes integer, p_per_minute integer, p_latency double precision[],
   p_service text default 'api', p_operation text default 'GET /items', p_error_every integer default 0,
   p_trace_base integer default 1000000
-) returns json language sql immutable as $$
+) returns json language sql immutable set search_path = '' as $$
   select json_agg(tests.span(
     p_trace_base + m * p_per_minute + i, p_trace_base + m * p_per_minute + i,
     p_from + make_interval(mins => m, secs => (i * 50.0 / p_per_minute)),
@@ -51,7 +51,7 @@ create or replace function tests.series(
 $$;
 
 -- Act as a signed-in user with an app role (viewer, operator, security_analyst, admin), transaction-local.
-create or replace function tests.authenticate_as(p_app_role text) returns void language plpgsql as $$
+create or replace function tests.authenticate_as(p_app_role text) returns void language plpgsql set search_path = '' as $$
 begin
   perform set_config('request.jwt.claims', jsonb_build_object(
     'sub', '00000000-0000-4000-8000-' || lpad(to_hex(abs(hashtext(p_app_role))), 12, '0'),
@@ -60,7 +60,7 @@ begin
 end
 $$;
 
-create or replace function tests.clear_authentication() returns void language plpgsql as $$
+create or replace function tests.clear_authentication() returns void language plpgsql set search_path = '' as $$
 begin
   perform set_config('request.jwt.claims', '', true);
   execute 'reset role';
