@@ -85,23 +85,31 @@ try {
   say(`rollup wrote ${series} series-minutes; detection scored through ${iso(d.scored_through)}`);
 
   const anomalies = await sql`
-    select severity, anomaly_type, service, operation, detector, observed_value, expected_value,
-           first_seen, last_seen, occurrences, score, trace_id, explanation
+    select severity, anomaly_type, subtype, series_signal, service, operation, detector, observed_value,
+           expected_value, first_seen, last_seen, occurrences, score, confidence, trace_id, explanation
     from public.trace_anomalies order by first_seen, service, anomaly_type`;
   const start = Date.parse(sim.truth.run.start);
+  const minute = (t: Date | string) => `+${Math.round((new Date(t).getTime() - start) / 60000)}m`;
   console.log("");
   console.log(table(anomalies.map((a) => ({
     severity: a.severity,
     type: a.anomaly_type,
     service: a.service,
     operation: a.operation ?? "",
-    "observed vs expected": a.anomaly_type === "LATENCY"
-      ? `p95 ${fmt(a.observed_value)} ms vs ${fmt(a.expected_value)} ms`
-      : `${pct(a.observed_value)} vs ${pct(a.expected_value)} errors`,
-    "since (run minute)": `+${Math.round((new Date(a.first_seen).getTime() - start) / 60000)}m`,
-    "z": fmt(a.score),
-    "exemplar trace": a.trace_id ?? "",
+    "observed vs expected": observedVsExpected(a.series_signal, a.observed_value, a.expected_value),
+    since: minute(a.first_seen),
+    score: fmt(a.score),
+    detectors: (a.explanation.detectors ?? []).map((d: { name: string }) => d.name).join(","),
   }))));
+  console.log("");
+  console.log("Why (top anomalies by score):");
+  for (const a of [...anomalies].sort((x, y) => y.score - x.score).slice(0, 6)) {
+    console.log(
+      `  ${a.severity} ${a.anomaly_type} ${a.service} ${a.operation ?? ""} since ${minute(a.first_seen)}`,
+    );
+    for (const line of explain(a.explanation)) console.log(`      ${line}`);
+    if (a.trace_id) console.log(`      exemplar trace ${a.trace_id}`);
+  }
   console.log("");
   console.log("Injected (ground truth):");
   for (const i of sim.truth.incidents) {
@@ -113,10 +121,10 @@ try {
   }
   console.log("");
 
-  const found = (type: string, service: string) =>
-    anomalies.some((a) => a.anomaly_type === type && a.service === service);
-  const regressionFound = found("LATENCY", REGRESSION.service);
-  const spikeFound = found("ERROR_RATE", ERROR_SPIKE.service);
+  const found = (types: string[], service: string) =>
+    anomalies.some((a) => types.includes(a.anomaly_type) && a.service === service);
+  const regressionFound = found(["LATENCY", "DEPLOY_REGRESSION"], REGRESSION.service);
+  const spikeFound = found(["ERROR_RATE"], ERROR_SPIKE.service);
   say(`latency regression on ${REGRESSION.service}: ${regressionFound ? "detected" : "MISSED"}`);
   say(`error spike on ${ERROR_SPIKE.service}: ${spikeFound ? "detected" : "MISSED"}`);
   if (!regressionFound || !spikeFound) exitCode = 1;
@@ -130,6 +138,60 @@ try {
   await server.stop();
 }
 process.exit(exitCode);
+
+/** "p95 40.7 ms vs 7.3 ms" and friends, by the signal the anomaly is about. */
+function observedVsExpected(signal: string | null, observed: number | null, expected: number | null): string {
+  switch (signal) {
+    case "error_rate":
+      return `${pct(observed)} vs ${pct(expected)} errors`;
+    case "throughput":
+      return `${fmt(observed)}/min vs ${fmt(expected)}/min`;
+    case "cpu":
+      return `cpu ${pct(observed)} vs ${pct(expected)}`;
+    case "memory":
+      return `mem ${fmt(observed == null ? null : observed / 2 ** 20)} MiB vs ${
+        fmt(expected == null ? null : expected / 2 ** 20)
+      } MiB`;
+    default:
+      return `${(signal ?? "latency_p95").replace("latency_", "")} ${fmt(observed)} ms vs ${
+        fmt(expected)
+      } ms`;
+  }
+}
+
+/** Readable lines from an anomaly's explanation jsonb: detectors, band, culprit, attributes, versions. */
+function explain(e: Record<string, unknown>): string[] {
+  const lines: string[] = [];
+  const detectors = (e.detectors ?? []) as { name: string; score: number }[];
+  if (detectors.length) {
+    lines.push(
+      `detectors: ${detectors.map((d) => `${d.name} (${fmt(Number(d.score))})`).join(", ")}` +
+        (e.confidence != null ? `; confidence ${fmt(Number(e.confidence))}` : ""),
+    );
+  }
+  const band = e.band as [number | null, number | null] | undefined;
+  if (band) lines.push(`expected band ${fmt(band[0])} .. ${fmt(band[1])}`);
+  const details = (e.details ?? {}) as Record<string, unknown>;
+  if (details.previous_version) {
+    lines.push(`deploy: ${details.previous_version} -> ${details.new_version}`);
+  }
+  const culprit = ((e.culprit ?? {}) as { culprit?: Record<string, unknown> }).culprit;
+  if (culprit) {
+    lines.push(
+      `culprit: ${culprit.service} ${culprit.operation} self-time ${
+        fmt(Number(culprit.self_time_ms_baseline))
+      } -> ` +
+        `${fmt(Number(culprit.self_time_ms_anomalous))} ms per trace`,
+    );
+  }
+  const attrs = (e.attributes ?? []) as { key: string; value: unknown; lift: number }[];
+  if (Array.isArray(attrs) && attrs.length) {
+    lines.push(
+      `over-represented: ${attrs.map((x) => `${x.key}=${x.value} (x${fmt(Number(x.lift))})`).join(", ")}`,
+    );
+  }
+  return lines;
+}
 
 function iso(d: Date | null): string {
   return d ? new Date(d).toISOString().slice(0, 16) + "Z" : "-";
