@@ -70,3 +70,26 @@ $$;
 grant execute on all functions in schema tests to anon, authenticated, service_role;
 -- pgTAP itself must be callable while a test acts as another role.
 grant execute on all functions in schema extensions to anon, authenticated, service_role;
+
+-- One trace as a call chain: hop k (1-based, span id k) is the child of hop k-1 and the parent of hop k+1. Each hop is
+-- {"service", "operation", "self_ms", optional "version", "status", "attributes", "resource"}; a span lasts its own
+-- self_ms plus its child's duration, and its child starts after half of its self time, so children nest inside their
+-- parents and every span's self time is exactly its self_ms. Returns the spans as a JSON array for ingest_spans.
+-- Example: select anomaly.ingest_spans(tests.chain(1, '2026-03-01 00:00+00',
+--   '[{"service": "frontend", "operation": "GET /", "self_ms": 10}, {"service": "db", "operation": "SELECT", "self_ms": 5}]'));
+create or replace function tests.chain(p_trace integer, p_start timestamptz, p_hops jsonb) returns json
+language sql immutable set search_path = '' as $$
+  select json_agg(tests.span(
+    p_trace, h.k::integer, p_start + make_interval(secs => h.before_ms / 1000.0), h.duration_ms,
+    h.hop ->> 'service', h.hop ->> 'operation', coalesce((h.hop ->> 'status')::integer, 0),
+    case when h.k > 1 then h.k::integer - 1 end, coalesce(h.hop ->> 'version', '1.0.0'),
+    coalesce(h.hop -> 'attributes', '{}'::jsonb), coalesce(h.hop -> 'resource', '{}'::jsonb)) order by h.k)
+  from (
+    select e.hop, e.k,
+           sum((e.hop ->> 'self_ms')::double precision) over (order by e.k desc) as duration_ms,
+           coalesce(sum((e.hop ->> 'self_ms')::double precision / 2)
+                      over (order by e.k rows between unbounded preceding and 1 preceding), 0) as before_ms
+    from jsonb_array_elements(p_hops) with ordinality as e(hop, k)
+  ) h
+$$;
+grant execute on function tests.chain(integer, timestamptz, jsonb) to anon, authenticated, service_role;

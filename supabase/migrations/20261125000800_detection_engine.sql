@@ -22,7 +22,7 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
     "silence_lookback_minutes": {"type": "integer", "min": 1, "max": 1440},
     "signal_retention_days": {"type": "integer", "min": 1, "max": 90},
     "hits_retention_days": {"type": "integer", "min": 1, "max": 365}}',
-  '{"max_catchup_minutes": 1440, "initial_lookback_minutes": 60, "history_minutes": 1440, "silence_lookback_minutes": 30,
+  '{"max_catchup_minutes": 1440, "initial_lookback_minutes": 60, "history_minutes": 120, "silence_lookback_minutes": 30,
     "signal_retention_days": 8, "hits_retention_days": 30}',
   'Detection cycle: how far a cycle catches up after downtime, how much history the first cycle scores (and how much '
   'older history it only learns baselines from), how long a '
@@ -83,7 +83,8 @@ create table anomaly.signal_points (
   k integer,
   exemplar_trace_id text,
   exemplar_span_id text,
-  constraint signal_points_pkey primary key (series_id, bucket),
+  -- covering: trailing-window detectors read (value, n, k) of one series' last minutes by index only
+  constraint signal_points_pkey primary key (series_id, bucket) include (value, n, k),
   constraint signal_points_n_check check (n >= 0 and (k is null or k between 0 and n))
 );
 comment on table anomaly.signal_points is

@@ -32,7 +32,8 @@ select ok((select trace_id ~ '^[0-9a-f]{32}$' from public.trace_anomalies where 
   'an exemplar trace is attached');
 select is((select severity from public.trace_anomalies where fingerprint like 'LATENCY|%|api|GET /items|%'), 'CRITICAL',
   'a tripled p95 against a tight baseline is critical');
-select is((select count(*)::integer from public.trace_anomalies where anomaly_type = 'ERROR_RATE' and service = 'payments'), 1,
+select is((select count(*)::integer from public.trace_anomalies where anomaly_type = 'ERROR_RATE' and service = 'payments'
+           and operation = 'POST /pay'), 1,
   'an error spike from 5 % to 50 % opens one error-rate anomaly');
 select is_empty($$ select 1 from public.trace_anomalies where operation = 'GET /rare' $$,
   'a sparse series does not alarm');
