@@ -34,6 +34,7 @@ const say = (line: string) =>
 const server = await startDatabase({ log: say });
 let runner: Awaited<ReturnType<typeof startRunner>> | undefined;
 let exitCode = 0;
+const functionLog: string[] = []; // the runner's and functions' output, shown when something fails
 try {
   // A fresh database per run on the embedded server; with DATABASE_URL the given database is used as is.
   const url = server.embedded ? await recreateDatabase(server.url, "trace_sentinel_demo") : server.url;
@@ -48,7 +49,11 @@ try {
   runner = await startRunner({
     dbUrl: url,
     port: Number(process.env.TS_RUNNER_PORT || 54321),
-    log: process.env.TS_DEMO_VERBOSE ? say : () => {},
+    log: (line) => {
+      functionLog.push(line);
+      if (functionLog.length > 200) functionLog.shift();
+      if (process.env.TS_DEMO_VERBOSE) say(line);
+    },
   });
   say(`local runner at ${runner.url} serving ${runner.functions().map((f) => f.name).join(", ")}`);
 
@@ -75,14 +80,22 @@ try {
 
   // Roll up until every touched minute is done, then detect.
   let series = 0;
+  const rollupStarted = Date.now();
   for (;;) {
     const [r] = await sql`select * from anomaly.rollup()`;
     series += r.series_minutes;
     const [{ pending }] = await sql`select count(*)::int as pending from anomaly.rollup_dirty`;
     if (pending === 0 && r.series_minutes === 0) break;
   }
+  const detectStarted = Date.now();
   const [d] = await sql`select * from anomaly.detect()`;
-  say(`rollup wrote ${series} series-minutes; detection scored through ${iso(d.scored_through)}`);
+  const [run] = await sql`select count(*)::int as detectors from anomaly.detectors where enabled`;
+  say(
+    `rollup wrote ${series} series-minutes in ${((detectStarted - rollupStarted) / 1000).toFixed(1)} s; ` +
+      `${run.detectors} detectors scored through ${iso(d.scored_through)} in ${
+        ((Date.now() - detectStarted) / 1000).toFixed(1)
+      } s (${d.buckets_scored} hits)`,
+  );
 
   const anomalies = await sql`
     select severity, anomaly_type, subtype, series_signal, service, operation, detector, observed_value,
@@ -132,6 +145,9 @@ try {
   say(`done; the runner served ${runner.url}; stopping everything`);
 } catch (err) {
   console.error(err);
+  if (functionLog.length) {
+    console.error(`last lines of the runner and functions:\n${functionLog.slice(-40).join("\n")}`);
+  }
   exitCode = 1;
 } finally {
   await runner?.stop();

@@ -59,17 +59,19 @@ begin
   if v_rel is not null then
     return v_rel;
   end if;
-  -- Serialise creators of the same day; re-check after the lock (another session may have won).
+  -- Serialise creators of the same day. The re-check after the lock can still miss a partition another session
+  -- just committed (an advisory lock does not refresh this backend's catalog cache), so "already exists" is
+  -- treated as success: whoever created it, the partition is there.
   perform pg_advisory_xact_lock(hashtext('anomaly.spans'), (p_day - date '2000-01-01'));
-  v_rel := to_regclass('anomaly.' || v_name);
-  if v_rel is null then
+  begin
     execute format(
-      'create table anomaly.%I partition of anomaly.spans for values from (%L) to (%L)',
+      'create table if not exists anomaly.%I partition of anomaly.spans for values from (%L) to (%L)',
       v_name, p_day::timestamp at time zone 'UTC', (p_day + 1)::timestamp at time zone 'UTC'
     );
-    v_rel := to_regclass('anomaly.' || v_name);
-  end if;
-  return v_rel;
+  exception when duplicate_table or unique_violation then
+    null;
+  end;
+  return ('anomaly.' || quote_ident(v_name))::regclass;
 end
 $$;
 comment on function anomaly.ensure_span_partition(date) is

@@ -16,9 +16,11 @@ immutable
 parallel safe
 set search_path = ''
 as $$
+  -- double precision logs: ~25x faster than numeric log() and identical on 307k values including +-3 ns around
+  -- every bucket boundary (the 1e-13 keeps exact powers of two in their own bucket)
   select case when p_duration_ms is null then null
               when p_duration_ms <= 0.001 then 0
-              else ceil(8 * log(2::numeric, (p_duration_ms * 1000)::numeric))::integer end
+              else ceil(8 * ln(p_duration_ms * 1000) / ln(2) - 1e-13)::integer end
 $$;
 comment on function anomaly.latency_bucket(double precision) is
   'Histogram bucket of a duration in milliseconds: ceil(8*log2(µs)); bucket i covers (2^((i-1)/8), 2^(i/8)] µs. '
@@ -201,6 +203,7 @@ create function anomaly.rollup()
 returns anomaly.rollup_result
 language plpgsql
 set search_path = ''
+set jit = off
 as $$
 declare
   v_cfg jsonb := anomaly.config('rollup');
@@ -215,6 +218,13 @@ begin
   if not pg_try_advisory_xact_lock(hashtext('anomaly.rollup')) then
     select 0, 0, 0, 0, watermark into v_result from anomaly.rollup_state;
     return v_result;
+  end if;
+
+  -- Autovacuum never analyzes a partitioned parent, and without any statistics the planner nested-loops the
+  -- claimed minutes against the spans (45 s instead of 0.4 s for 680 series-minutes, measured). Analyze it once
+  -- here when it has never been analyzed; the hourly retention job keeps the statistics fresh after that.
+  if (select c.reltuples < 0 from pg_catalog.pg_class c where c.oid = 'anomaly.spans'::regclass) then
+    analyze anomaly.spans;
   end if;
 
   -- ---------------------------------------------------------- operation and resource minutes

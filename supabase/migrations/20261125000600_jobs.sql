@@ -106,8 +106,9 @@ insert into anomaly.jobs (name, schedule, kind, command, description) values
    'Every minute: roll staged spans up into per-minute series, then run the detectors on complete minutes.'),
   ('retention', '17 * * * *', 'sql',
    'select anomaly.ensure_span_partition((now() at time zone ''UTC'')::date + 1); '
-   'select anomaly.drop_old_span_partitions(); select anomaly.drop_old_rollups();',
-   'Hourly: create tomorrow''s span partition, drop expired span partitions and rollups.'),
+   'select anomaly.drop_old_span_partitions(); select anomaly.drop_old_rollups(); analyze anomaly.spans;',
+   'Hourly: create tomorrow''s span partition, drop expired span partitions and rollups, and refresh the '
+   'statistics of the partitioned spans table (autovacuum analyzes only its partitions).'),
   ('cron-history-cleanup', '42 3 * * *', 'sql',
    'delete from cron.job_run_details where end_time < now() - interval ''7 days''',
    'Daily: prune pg_cron run history, which pg_cron never prunes itself.');
