@@ -94,7 +94,7 @@ try {
     `rollup wrote ${series} series-minutes in ${((detectStarted - rollupStarted) / 1000).toFixed(1)} s; ` +
       `${run.detectors} detectors scored through ${iso(d.scored_through)} in ${
         ((Date.now() - detectStarted) / 1000).toFixed(1)
-      } s (${d.buckets_scored} hits)`,
+      } s (${d.hits} hits)`,
   );
 
   const anomalies = await sql`

@@ -1,6 +1,6 @@
 -- 20261125000800_detection_engine.sql — the detection engine: series, signal points, incremental baselines,
--- a registry of detectors, per-run hit logging and the anomaly lifecycle. Replaces the single-detector
--- anomaly.detect() of 20261125000700 with an orchestrator that runs every registered detector.
+-- a registry of detectors, per-run hit logging and the anomaly lifecycle, with the first two detectors
+-- (trailing-window z-score on p95 latency and on error rate). The other detectors register in later migrations.
 --
 -- One cycle (anomaly.detect(), every minute):
 --   1. extract_signals: complete minutes from the rollups become points of named series (latency p50/p95/p99,
@@ -14,6 +14,21 @@
 
 -- ============================================================== configuration
 insert into anomaly.config_keys (key, spec, defaults, description) values
+(
+  'detect.zscore',
+  '{"window_minutes": {"type": "integer", "min": 10, "max": 10080},
+    "threshold": {"type": "number", "min": 1, "max": 20},
+    "min_points": {"type": "integer", "min": 3, "max": 10000},
+    "min_span_count": {"type": "integer", "min": 1, "max": 100000},
+    "min_error_count": {"type": "integer", "min": 1, "max": 100000},
+    "latency_quantile": {"type": "number", "min": 0.5, "max": 0.999},
+    "min_relative_change": {"type": "number", "min": 0, "max": 10}}',
+  '{"window_minutes": 60, "threshold": 3, "min_points": 15, "min_span_count": 5, "min_error_count": 3,
+    "latency_quantile": 0.95, "min_relative_change": 0.2}',
+  'Detectors latency_zscore and error_zscore: trailing-window z-score on p95 latency and error rate per operation. '
+  'Fire when z >= threshold, the minute has at least min_span_count spans (min_error_count errors for error rate), '
+  'the trailing window has min_points minutes, and the value moved by at least min_relative_change of the baseline.'
+),
 (
   'detect.engine',
   '{"max_catchup_minutes": {"type": "integer", "min": 5, "max": 20160},
@@ -63,6 +78,25 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
   'breadth_services or more services opened anomalies within 5 minutes of it; how many new anomalies get a '
   'culprit/attribute explanation per run.'
 );
+
+-- ============================================================== cursors and results
+create table anomaly.detector_state (
+  detector text primary key,
+  last_bucket timestamptz not null,
+  updated_at timestamptz not null default now()
+);
+comment on table anomaly.detector_state is
+  'Cursors of the detection cycle: ''engine'' is the last minute scored, ''signals'' the last minute turned into '
+  'signal points. A cycle scores only (engine.last_bucket, watermark], so it costs O(new minutes).';
+
+create type anomaly.detect_result as (
+  hits integer,
+  anomalies_opened integer,
+  anomalies_updated integer,
+  anomalies_resolved integer,
+  scored_through timestamptz
+);
+comment on type anomaly.detect_result is 'What one anomaly.detect() call did: detector hits, anomalies opened/updated/resolved, last minute scored.';
 
 -- ============================================================== series and points
 create table anomaly.series (
@@ -639,7 +673,7 @@ comment on function anomaly.apply_hits(bigint, timestamptz) is
   'over-represented attributes; bounded by max_explanations_per_run) and resolves anomalies quiet for quiet_minutes.';
 
 -- ============================================================== the cycle
-create or replace function anomaly.detect()
+create function anomaly.detect()
 returns anomaly.detect_result
 language plpgsql
 set search_path = ''
@@ -866,10 +900,9 @@ insert into anomaly.detectors (name, family, signals, function_name, config_key,
   ('error_zscore', 'error_rate', '{error_rate}', 'anomaly.detect_error_zscore', 'detect.zscore',
    'Trailing-window z-score of the error rate per operation, sigma floored at binomial noise.');
 
-drop function anomaly.severity_from_score(double precision, jsonb);
-
-grant select, insert, update, delete on anomaly.series, anomaly.signal_points, anomaly.series_state,
+grant select, insert, update, delete on anomaly.detector_state, anomaly.series, anomaly.signal_points, anomaly.series_state,
   anomaly.seasonal_profiles, anomaly.detectors, anomaly.detection_runs, anomaly.detector_hits to service_role;
 grant execute on function anomaly.extract_signals(timestamptz, timestamptz), anomaly.update_baselines(timestamptz),
   anomaly.apply_hits(bigint, timestamptz), anomaly.severity_rank(text), anomaly.drop_old_detection_data(),
+  anomaly.detect(),
   anomaly.detect_latency_zscore(timestamptz, jsonb), anomaly.detect_error_zscore(timestamptz, jsonb) to service_role;
