@@ -25,7 +25,7 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
     "min_error_count": {"type": "integer", "min": 1, "max": 100000},
     "min_sigma": {"type": "number", "min": 0, "max": 0.5},
     "min_baseline_rate": {"type": "number", "min": 0, "max": 0.5}}',
-  '{"window_minutes": 30, "k_sigma": 3, "min_points": 10, "min_error_count": 3, "min_sigma": 0.005,
+  '{"window_minutes": 30, "k_sigma": 3.5, "min_points": 10, "min_error_count": 5, "min_sigma": 0.005,
     "min_baseline_rate": 0.001}',
   'Error rate vs its moving average over the trailing window_minutes: fires above mean + k_sigma * sigma, sigma being '
   'the larger of the window''s standard deviation, the binomial noise sqrt(p(1-p)/n) of this minute''s volume (p at '
@@ -62,7 +62,7 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
     "min_error_count": {"type": "integer", "min": 1, "max": 100000},
     "min_baseline_rate": {"type": "number", "min": 0.0001, "max": 0.5},
     "min_rate_increase": {"type": "number", "min": 0, "max": 1}}',
-  '{"window_minutes": 30, "threshold": 3, "min_points": 10, "min_error_count": 3, "min_baseline_rate": 0.001,
+  '{"window_minutes": 30, "threshold": 4, "min_points": 10, "min_error_count": 5, "min_baseline_rate": 0.001,
     "min_rate_increase": 0.01}',
   'One-sample proportion z-test of this minute''s k errors out of n spans against the pooled error rate of the '
   'trailing window_minutes (at least min_baseline_rate): fires when z >= threshold, the rate rose by at least '
@@ -78,8 +78,8 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
     "min_relative_change": {"type": "number", "min": 0, "max": 10},
     "min_expected_for_drop": {"type": "number", "min": 0, "max": 1000000},
     "min_spike_count": {"type": "number", "min": 0, "max": 1000000}}',
-  '{"threshold": 3, "min_history_minutes": 30, "seasonal_min_periods": 3, "seasonal_weight": 0.8,
-    "min_relative_change": 0.5, "min_expected_for_drop": 5, "min_spike_count": 10}',
+  '{"threshold": 4, "min_history_minutes": 30, "seasonal_min_periods": 3, "seasonal_weight": 0.8,
+    "min_relative_change": 0.5, "min_expected_for_drop": 20, "min_spike_count": 30}',
   'Spans per minute vs a forecast: the seasonal profile mean (day slot, else week slot, once the slot holds '
   'seasonal_min_periods days or weeks of minutes) blended with the Holt level + trend (seasonal_weight on the '
   'profile), else Holt alone. Band = expected +/- threshold * sqrt(residual variance (slot or EWMA) + expected (Poisson)). '
@@ -95,7 +95,7 @@ insert into anomaly.config_keys (key, spec, defaults, description) values
     "score": {"type": "number", "min": 3, "max": 100},
     "respect_seasonal": {"type": "boolean"},
     "seasonal_min_periods": {"type": "integer", "min": 1, "max": 52}}',
-  '{"active_window_minutes": 30, "min_active_rate": 5, "min_active_minutes": 10, "min_silent_minutes": 2,
+  '{"active_window_minutes": 30, "min_active_rate": 10, "min_active_minutes": 10, "min_silent_minutes": 2,
     "score": 8, "respect_seasonal": true, "seasonal_min_periods": 3}',
   'A series that averaged min_active_rate spans a minute over the active_window_minutes before it stopped (with data '
   'in min_active_minutes of them) and has had 0 spans for min_silent_minutes consecutive minutes: a throughput_drop '
