@@ -158,7 +158,9 @@ create table anomaly.seasonal_profiles (
   n bigint not null,
   mean double precision not null,
   m2 double precision not null,
-  constraint seasonal_profiles_pkey primary key (series_id, period, slot),
+  -- (period, slot, series_id): each minute's upserts touch one slot of every series, so they land on neighbouring
+  -- leaf pages instead of one page per series (2.5 s -> 1.3-1.9 s at 52k signal series, bench:detect)
+  constraint seasonal_profiles_pkey primary key (period, slot, series_id),
   constraint seasonal_profiles_period_check check (period in ('day', 'week'))
 );
 comment on table anomaly.seasonal_profiles is
