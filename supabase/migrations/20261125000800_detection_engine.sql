@@ -115,7 +115,9 @@ create table anomaly.series (
 );
 comment on table anomaly.series is
   'Every time series the detectors watch: a signal (latency quantile, error rate, throughput, cpu, memory) of an '
-  'operation (service + span name) or of a whole service. last_active_bucket is the newest minute with real data.';
+  'operation (service + span name) or of a whole service. last_active_bucket is the newest minute with real data, '
+  'kept current for throughput series (silence detection); for other signals it is the newest minute of the batch '
+  'that created the series.';
 
 create table anomaly.signal_points (
   series_id bigint not null references anomaly.series (id) on delete cascade,
@@ -333,21 +335,36 @@ begin
     lateral (values ('cpu', r.cpu_utilization_avg), ('memory', r.memory_usage_avg)) as s(signal, value)
     where r.bucket > p_from and r.bucket <= p_through and s.value is not null
   ),
+  keys as (
+    select scope, service, operation, signal, min(bucket) as first_bucket, max(bucket) as last_bucket
+    from raw group by 1, 2, 3, 4
+  ),
   new_series as (
+    -- Rewriting every series row each minute cost 0.75 s at 52k series (bench:detect): only new series are
+    -- inserted, and only what changes is updated (last_active_bucket of throughput series, which silence
+    -- detection needs; first_bucket when older data arrives).
     insert into anomaly.series as s (scope, service, operation, signal, first_bucket, last_active_bucket)
-    select scope, service, operation, signal, min(bucket), max(bucket) from raw
-    group by 1, 2, 3, 4
+    select scope, service, operation, signal, first_bucket, last_bucket from keys
     order by 1, 2, 3, 4
     on conflict (scope, service, operation, signal) do update
       set last_active_bucket = greatest(s.last_active_bucket, excluded.last_active_bucket),
           first_bucket = least(s.first_bucket, excluded.first_bucket)
+      where (s.signal = 'throughput' and excluded.last_active_bucket > s.last_active_bucket)
+         or excluded.first_bucket < s.first_bucket
     returning id, scope, service, operation, signal
+  ),
+  ids as (
+    -- series that existed before this statement (its snapshot sees them) plus the ones it just inserted
+    select s.id, s.scope, s.service, s.operation, s.signal
+    from anomaly.series s join keys k using (scope, service, operation, signal)
+    union
+    select id, scope, service, operation, signal from new_series
   ),
   upserted as (
     insert into anomaly.signal_points as p (series_id, bucket, value, n, k, exemplar_trace_id, exemplar_span_id)
     select ns.id, r.bucket, r.value, r.n, r.k, r.trace_id, r.span_id
     from raw r
-    join new_series ns using (scope, service, operation, signal)
+    join ids ns using (scope, service, operation, signal)
     where r.value is not null
     order by 1, 2
     on conflict (series_id, bucket) do update set
