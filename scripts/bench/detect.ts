@@ -22,7 +22,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
 import { REPO_ROOT, startDatabase } from "../local/database.ts";
-import { databaseUrl, dropDatabase, recreateDatabase } from "../local/databases.ts";
+import { dropDatabase, recreateDatabase } from "../local/databases.ts";
 import { prepareDatabase } from "../local/migrate.ts";
 import { canTrackFunctions, type CycleSample, type Profile, profileCycle, runCycle } from "./detect/cycle.ts";
 import { fullRecompute, type Recompute } from "./detect/recompute.ts";
@@ -171,7 +171,7 @@ try {
   // 2. Each size: fresh database, synthetic state, cycles, a profiled cycle, the full recompute.
   for (const ops of SIZES) {
     log(`${ops.toLocaleString("en-US")} operations: building the state of ${HISTORY_DAYS} days of history`);
-    const url = await copyOfTemplate(server.url, `${DATABASE}_${ops}`);
+    const url = await recreateDatabase(server.url, `${DATABASE}_${ops}`, TEMPLATE);
     const setup = postgres(url, { max: 2, ...noNotices, connection: { maintenance_work_mem: "512MB" } });
     const sql = postgres(url, { max: 1, ...noNotices });
     try {
@@ -240,18 +240,6 @@ try {
   summary();
 } finally {
   await server.stop();
-}
-
-/** Drops database `name` and creates it again as a copy of the migrated template. */
-async function copyOfTemplate(serverUrl: string, name: string): Promise<string> {
-  const admin = postgres(databaseUrl(serverUrl, "postgres"), { max: 1, ...noNotices });
-  try {
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.unsafe(`create database ${name} template ${TEMPLATE}`);
-  } finally {
-    await admin.end();
-  }
-  return databaseUrl(serverUrl, name);
 }
 
 // ------------------------------------------------------------------------------------------ report

@@ -9,13 +9,18 @@ export function databaseUrl(url: string, name: string): string {
   return u.toString();
 }
 
-/** Drops (if present) and creates database `name` on the server of `url`; returns its URL. */
-export async function recreateDatabase(url: string, name: string): Promise<string> {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`invalid database name "${name}"`);
+/**
+ * Drops (if present) and creates database `name` on the server of `url`, empty or as a copy of `template`
+ * (much faster than migrating again); returns its URL.
+ */
+export async function recreateDatabase(url: string, name: string, template?: string): Promise<string> {
+  for (const n of template ? [name, template] : [name]) {
+    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(n)) throw new Error(`invalid database name "${n}"`);
+  }
   const admin = postgres(databaseUrl(url, "postgres"), { max: 1, onnotice: () => {} });
   try {
     await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.unsafe(`create database ${name}`);
+    await admin.unsafe(`create database ${name}${template ? ` template ${template}` : ""}`);
   } finally {
     await admin.end();
   }

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import process from "node:process";
 import postgres from "postgres";
 import { startDatabase } from "../local/database.ts";
-import { databaseUrl, dropDatabase, recreateDatabase } from "../local/databases.ts";
+import { dropDatabase, recreateDatabase } from "../local/databases.ts";
 import { prepareDatabase } from "../local/migrate.ts";
 import { isoSeconds, type ReplayAnomaly } from "./output.ts";
 
@@ -47,21 +47,6 @@ export async function createPreparedDatabase(serverUrl: string, name: string): P
   await prepareDatabase(url);
   await quiesce(url);
   return url;
-}
-
-/** A copy of a prepared template database (`create database … template …`): much faster than migrating again. */
-export async function cloneDatabase(serverUrl: string, template: string, name: string): Promise<string> {
-  for (const n of [template, name]) {
-    if (!/^[a-z_][a-z0-9_]{0,62}$/.test(n)) throw new Error(`invalid database name "${n}"`);
-  }
-  const admin = postgres(databaseUrl(serverUrl, "postgres"), { max: 1, onnotice: () => {} });
-  try {
-    await admin.unsafe(`drop database if exists ${name} with (force)`);
-    await admin.unsafe(`create database ${name} template ${template}`);
-  } finally {
-    await admin.end();
-  }
-  return databaseUrl(serverUrl, name);
 }
 
 export { dropDatabase };

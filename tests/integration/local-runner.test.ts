@@ -14,7 +14,7 @@ import { freePort } from "../../scripts/local/function-host.ts";
 import { REPO_ROOT, startDatabase } from "../../scripts/local/database.ts";
 import { prepareDatabase } from "../../scripts/local/migrate.ts";
 import { runCronJobNow, type Runner, startRunner } from "../../scripts/local/runner.ts";
-import { CLUSTER_URL, databaseUrl, waitFor } from "./helpers.ts";
+import { CLUSTER_URL, databaseUrl, dropDatabase, recreateDatabase, waitFor } from "./helpers.ts";
 
 const FIXTURES = path.join(REPO_ROOT, "tests/fixtures/functions");
 
@@ -29,14 +29,13 @@ function alive(pid: number): boolean {
 
 describe("local runner on a fresh database (PG15 cluster, cron stand-in)", () => {
   const dbName = `ts_runner_${randomBytes(4).toString("hex")}`;
-  const admin = postgres(CLUSTER_URL, { max: 1, onnotice: () => {} });
   const dbUrl = databaseUrl(CLUSTER_URL, dbName);
   const sql = postgres(dbUrl, { max: 2, onnotice: () => {} });
   const logs: string[] = [];
   let runner: Runner;
 
   beforeAll(async () => {
-    await admin.unsafe(`create database ${dbName}`);
+    await recreateDatabase(CLUSTER_URL, dbName);
     await prepareDatabase(dbUrl);
     runner = await startRunner({
       dbUrl,
@@ -50,8 +49,7 @@ describe("local runner on a fresh database (PG15 cluster, cron stand-in)", () =>
   afterAll(async () => {
     await runner?.stop();
     await sql.end({ timeout: 5 });
-    await admin.unsafe(`drop database if exists ${dbName} with (force)`);
-    await admin.end({ timeout: 5 });
+    await dropDatabase(CLUSTER_URL, dbName);
   }, 60_000);
 
   it("prepared the database with the stand-ins and pushed the migrations", async () => {

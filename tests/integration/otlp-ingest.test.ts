@@ -26,7 +26,7 @@ import {
 } from "../../functions/_shared/otlp/codec.ts";
 import { ensureIngestKey, prepareDatabase } from "../../scripts/local/migrate.ts";
 import { type Runner, startRunner } from "../../scripts/local/runner.ts";
-import { CLUSTER_URL, databaseUrl, waitFor } from "./helpers.ts";
+import { CLUSTER_URL, databaseUrl, dropDatabase, recreateDatabase, waitFor } from "./helpers.ts";
 
 const StatusType = otlpRoot.lookupType("google.rpc.Status");
 const ExportResponseType = otlpRoot.lookupType(
@@ -100,7 +100,6 @@ function smallTrace(service: string, traceId = hex(16)) {
 
 describe("otlp-ingest edge function on the local runner (PG15 cluster)", () => {
   const dbName = `ts_otlp_${hex(4)}`;
-  const admin = postgres(CLUSTER_URL, { max: 1, onnotice: () => {} });
   const dbUrl = databaseUrl(CLUSTER_URL, dbName);
   const sql = postgres(dbUrl, { max: 2, onnotice: () => {} });
   const logs: string[] = [];
@@ -155,7 +154,7 @@ describe("otlp-ingest edge function on the local runner (PG15 cluster)", () => {
   }
 
   beforeAll(async () => {
-    await admin.unsafe(`create database ${dbName}`);
+    await recreateDatabase(CLUSTER_URL, dbName);
     await prepareDatabase(dbUrl);
     // Keep the database still: no rollup/detect runs from the runner's cron stand-in.
     await sql`update anomaly.jobs set enabled = false`;
@@ -176,8 +175,7 @@ describe("otlp-ingest edge function on the local runner (PG15 cluster)", () => {
   afterAll(async () => {
     await runner?.stop();
     await sql.end({ timeout: 5 });
-    await admin.unsafe(`drop database if exists ${dbName} with (force)`);
-    await admin.end({ timeout: 5 });
+    await dropDatabase(CLUSTER_URL, dbName);
   }, 60_000);
 
   // ------------------------------------------------------------------ 1. the OpenTelemetry JS SDK as client

@@ -2,7 +2,6 @@
 // supabase/migrations/*_spans.sql. One transaction per request: spans are acknowledged only after the
 // commit, and anomaly.ingest_spans skips spans already stored, so a retried export stores nothing twice.
 
-import { createHash } from "node:crypto";
 import { isTransientDbError, type Sql } from "../db.ts";
 import type { IngestConfig } from "../redact.ts";
 import { type IngestStore, StoreUnavailableError } from "./otlp-handler.ts";
@@ -50,11 +49,6 @@ export function postgresIngestStore(sql: Sql): IngestStore {
         })
       ),
   };
-}
-
-/** SHA-256 hex of an ingest key, as anomaly.ingest_keys stores it. */
-export function ingestKeyHash(key: string): string {
-  return createHash("sha256").update(key).digest("hex");
 }
 
 // U+0000 (legal in OTLP strings) and unpaired surrogates (an OTLP/JSON "\ud800" escape yields one) leave

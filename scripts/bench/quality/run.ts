@@ -9,7 +9,6 @@ import { decodeProtobufRequest } from "../../../functions/_shared/otlp/codec.ts"
 import { toStagedSpans } from "../../../functions/_shared/otlp/normalize.ts";
 import { DEFAULT_INGEST_CONFIG, DEFAULT_REDACTION_POLICY } from "../../../functions/_shared/redact.ts";
 import {
-  cloneDatabase,
   connect,
   dropDatabase,
   type EngineCaps,
@@ -19,6 +18,7 @@ import {
   registeredDetectors,
   type Sql,
 } from "../../replay/engine.ts";
+import { recreateDatabase } from "../../local/databases.ts";
 import { simulate } from "../../simulate/index.ts";
 import type { RunPlan } from "./corpus.ts";
 import {
@@ -155,7 +155,7 @@ export async function executeRun(
   opts: { keep?: boolean; log?: (m: string) => void } = {},
 ): Promise<RunResult> {
   const started = performance.now();
-  const url = await cloneDatabase(serverUrl, template, name);
+  const url = await recreateDatabase(serverUrl, name, template);
   const sql = connect(url);
   try {
     const driver = new EventTimeDriver(sql, caps);
