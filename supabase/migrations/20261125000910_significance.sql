@@ -1,0 +1,226 @@
+-- 20261125000910_significance.sql — volume-aware significance for the latency and error-rate detectors.
+-- A per-minute p95 of a handful of spans, or an error rate summed over many quiet minutes, moves by chance far more
+-- often than its sigma band says: the clean-day corpus of bench:quality showed most false alarms were such minutes
+-- on low-volume operations (4 latency detectors "agreeing" on the same noisy point is not independent evidence).
+-- Both families now also ask how improbable the evidence is for the number of spans behind it, with an exact
+-- binomial tail (anomaly.binomial_upper_tail):
+--   * latency: the spans of the minute above the line the p95 crossed (anomaly._confirm_latency_shift) against the
+--     share expected above the baseline p95 (5 %): 4 of 5 or 5 of 10 spans, not 2 of 8;
+--   * error_cusum: the errors of the run against its baseline rate p0.
+
+-- ============================================================== statistics
+create function anomaly.ln_factorial(p_n double precision)
+returns double precision
+language sql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+  -- exact below 30 (numeric factorial), Stirling's series above (error < 1e-13 at 30)
+  select case
+    when p_n < 30 then ln(factorial(greatest(floor(p_n), 0)::bigint)::double precision)
+    else (p_n + 0.5) * ln(p_n + 1) - (p_n + 1) + 0.5 * ln(2 * pi())
+         + 1 / (12 * (p_n + 1)) - 1 / (360 * power(p_n + 1, 3)) + 1 / (1260 * power(p_n + 1, 5))
+  end
+$$;
+comment on function anomaly.ln_factorial(double precision) is
+  'ln(n!) for a whole n >= 0: exact below 30, Stirling''s series (to 1/(1260 n^5)) above, where its error is below '
+  '1e-13. PostgreSQL has no lgamma. Example: select anomaly.ln_factorial(100) -> 363.739375555563.';
+
+create function anomaly.binomial_upper_tail(p_successes double precision, p_trials double precision,
+                                            p_rate double precision)
+returns double precision
+language plpgsql
+immutable
+strict
+parallel safe
+set search_path = ''
+as $$
+declare
+  v_k double precision := ceil(p_successes);
+  v_n double precision := floor(p_trials);
+  v_term double precision;
+  v_sum double precision := 0;
+  v_ratio double precision;
+begin
+  if v_k <= 0 or v_n <= 0 then
+    return 1;
+  elsif v_k > v_n then
+    return 0;
+  elsif p_rate <= 0 then
+    return 0;
+  elsif p_rate >= 1 then
+    return 1;
+  end if;
+  v_ratio := p_rate / (1 - p_rate);
+  v_term := exp(anomaly.ln_factorial(v_n) - anomaly.ln_factorial(v_k) - anomaly.ln_factorial(v_n - v_k)
+                + v_k * ln(p_rate) + (v_n - v_k) * ln(1 - p_rate));
+  -- Sum P(X = j) for j = k..n by the ratio of consecutive terms; above the mean they shrink geometrically, so
+  -- the loop stops after a few dozen terms once they no longer change the sum.
+  for i in 0 .. (v_n - v_k)::integer loop
+    v_sum := v_sum + v_term;
+    exit when v_term < v_sum * 1e-12 and v_k + i > v_n * p_rate;
+    v_term := v_term * (v_n - v_k - i) / (v_k + i + 1) * v_ratio;
+  end loop;
+  return least(v_sum, 1);
+end
+$$;
+comment on function anomaly.binomial_upper_tail(double precision, double precision, double precision) is
+  'Exact one-sided binomial p-value P(X >= k) for X ~ Binomial(n, p) (k rounded up, n down): the sum of the '
+  'probabilities from k, stopped once the terms (falling geometrically above the mean) no longer change it. '
+  'Example: select anomaly.binomial_upper_tail(5, 10, 0.05) -> 6.4e-5; binomial_upper_tail(12, 400, 0.01) -> 9.3e-4.';
+
+-- ============================================================== configuration
+insert into anomaly.config_keys (key, spec, defaults, description) values (
+  'detect.latency_confirm',
+  '{"null_rate": {"type": "number", "min": 0.001, "max": 0.5},
+    "max_p_value": {"type": "number", "min": 0.0000001, "max": 1},
+    "min_share": {"type": "number", "min": 0, "max": 1}}',
+  '{"null_rate": 0.05, "max_p_value": 0.001, "min_share": 0.05}',
+  'Confirmation every non-legacy latency detector asks of a point: at least max(2, min_share of n) spans of the '
+  'minute lie above the line the p95 crossed, and that many are improbable when each span exceeds it with '
+  'null_rate (the baseline p95 leaves 5 % above it; the lines are higher): binomial upper tail <= max_p_value. '
+  'max_p_value = 1 keeps only the count rule.'
+);
+
+update anomaly.config_keys
+   set spec = spec || '{"max_p_value": {"type": "number", "min": 0.0000001, "max": 1}}',
+       defaults = defaults || '{"max_p_value": 0.001}',
+       description = description || ' A run signals only when its errors are also improbable under p0: binomial '
+         'upper tail of run_errors in run_spans at p0 <= max_p_value (1 turns that off).'
+ where key = 'detect.error_cusum';
+
+-- ============================================================== latency: the shared confirmation
+create or replace function anomaly._confirm_latency_shift(p_service text, p_operation text, p_bucket timestamptz,
+                                                          p_line_ms double precision, p_spans integer)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  with cfg as (
+    select (c ->> 'null_rate')::double precision as null_rate, (c ->> 'max_p_value')::double precision as max_p,
+           (c ->> 'min_share')::double precision as min_share
+    from anomaly.config('detect.latency_confirm') c
+  ),
+  above as (
+    select coalesce((select anomaly.histogram_count_above(m.latency_histogram, p_line_ms)
+                     from anomaly.operation_minutes m
+                     where m.service_name = p_service and m.operation = p_operation and m.bucket = p_bucket), 0) as k
+  )
+  select a.k >= greatest(2, ceil(c.min_share * p_spans))
+     and anomaly.binomial_upper_tail(a.k, p_spans, c.null_rate) <= c.max_p
+  from above a, cfg c
+$$;
+comment on function anomaly._confirm_latency_shift(text, text, timestamptz, double precision, integer) is
+  'Guard of the latency detectors (config detect.latency_confirm): true when at least max(2, min_share x p_spans) '
+  'spans of the operation''s minute lie above p_line_ms (by histogram bucket) and that count is improbable by '
+  'chance: binomial_upper_tail(k, p_spans, null_rate) <= max_p_value. So the p95 moved because the slow tail grew, '
+  'not because two slow spans fell into a small minute. False when the minute has no rollup row. '
+  'Example: select anomaly._confirm_latency_shift(''api'', ''GET /items'', ''2026-03-01 01:00+00'', 150, 20).';
+
+-- ============================================================== error rate: CUSUM runs must be significant
+create or replace function anomaly.detect_error_cusum(p_bucket timestamptz, p_config jsonb)
+returns setof anomaly.detector_hit
+language plpgsql
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_k double precision := (p_config ->> 'slack_k')::double precision;
+  v_h double precision := (p_config ->> 'decision_h')::double precision;
+  v_headstart double precision := (p_config ->> 'decision_h')::double precision
+                                  * (p_config ->> 'restart_headstart')::double precision;
+  v_min_spans integer := (p_config ->> 'min_span_count')::integer;
+  v_min_run_errors integer := (p_config ->> 'min_run_errors')::integer;
+  v_min_history integer := (p_config ->> 'min_history_minutes')::integer;
+  v_max_run interval := make_interval(mins => (p_config ->> 'max_run_minutes')::integer);
+  v_window interval := make_interval(mins => (p_config ->> 'baseline_window_minutes')::integer);
+  v_min_rate double precision := (p_config ->> 'min_baseline_rate')::double precision;
+  v_max_p double precision := (p_config ->> 'max_p_value')::double precision;
+begin
+  -- Re-running a minute replaces its rows (they derive only from the previous minute's rows and this minute's
+  -- points); rows older than an hour are no longer needed (a step only reads the minute before it).
+  delete from anomaly.error_cusum_runs
+  where bucket = p_bucket or bucket < p_bucket - interval '60 minutes';
+
+  insert into anomaly.error_cusum_runs (series_id, bucket, s, signalled, p0, run_start, run_errors, run_spans)
+  select x.series_id, p_bucket, x.s,
+         x.counted and x.s > v_h and x.run_errors >= v_min_run_errors and x.value > x.p0
+           -- the run's errors must also be improbable under p0 (a sum of many small noisy minutes is not)
+           and anomaly.binomial_upper_tail(x.run_errors, x.run_spans, x.p0) <= v_max_p,
+         x.p0, x.run_start, x.run_errors, x.run_spans
+  from (
+    select c.series_id, c.value, c.counted, c.p0, coalesce(c.run_start, p_bucket) as run_start,
+           case when c.counted
+                then greatest(0, coalesce(c.prev_s, 0) + (c.value - c.p0) / sqrt(c.p0 * (1 - c.p0) / c.n) - v_k)
+                else coalesce(c.prev_s, 0) end as s,
+           coalesce(c.run_errors, 0) + case when c.counted then c.k else 0 end as run_errors,
+           coalesce(c.run_spans, 0) + case when c.counted then c.n else 0 end as run_spans
+    from (
+      select p.series_id, p.value, p.n, p.k, p.n >= v_min_spans as counted,
+             -- restart after a signal (Page), from a head start (fast initial response, Lucas & Crosier 1982):
+             -- a shift that goes on signals again within a few minutes, one that ended decays in a few
+             -- minutes instead of reporting while a sum of many sigmas runs down
+             case when r.signalled then v_headstart else r.s end as prev_s,
+             r.run_start, r.run_errors, r.run_spans,
+             -- Baseline, frozen for the run: errors / spans pooled over the baseline window before p_bucket. Not the
+             -- engine's EWMA itself: a run tends to start just when a short EWMA dips (that is when a normal minute
+             -- looks high), and freezing that dip made noise look like a shift. The window is read only where a
+             -- run can start: no run yet, errors in this minute and a rate above the EWMA (about a third of the
+             -- series with errors); elsewhere p0 stays null and no run starts.
+             coalesce(r.p0, case when w.rate is not null then least(greatest(w.rate, v_min_rate), 0.99) end) as p0
+      from anomaly.signal_points p
+      join anomaly.series s
+        on s.id = p.series_id and s.signal = 'error_rate'
+       and s.first_bucket <= p_bucket - make_interval(mins => v_min_history)
+      left join anomaly.series_state st on st.series_id = p.series_id
+      -- a run longer than max_run_minutes ends: the new level is accepted and a new run starts from a fresh p0
+      left join anomaly.error_cusum_runs r
+        on r.series_id = p.series_id and r.bucket = p_bucket - interval '1 minute'
+       and r.run_start > p_bucket - v_max_run
+      left join lateral (
+        select sum(h.k)::double precision / nullif(sum(h.n), 0) as rate
+        from anomaly.signal_points h
+        where r.series_id is null and p.k > 0 and p.n >= v_min_spans and p.value > coalesce(st.ewma_mean, 0)
+          and h.series_id = p.series_id and h.n > 0
+          and h.bucket >= p_bucket - v_window and h.bucket < p_bucket
+      ) w on true
+      where p.bucket = p_bucket and p.n > 0
+    ) c
+  ) x
+  where x.s > 0
+  order by x.series_id;
+
+  return query
+  select r.series_id, p_bucket, 'error_rate'::text, p.value, r.p0,
+         greatest(0, r.p0 - v_k * sqrt(r.p0 * (1 - r.p0) / p.n)),
+         r.p0 + v_k * sqrt(r.p0 * (1 - r.p0) / p.n),
+         anomaly.proportion_z(r.run_errors, r.run_spans, r.p0),
+         jsonb_build_object('direction', 'up', 'cusum', r.s, 'slack_k', v_k, 'decision_h', v_h,
+                            'baseline_rate', r.p0, 'run_start', r.run_start,
+                            'run_minutes', (extract(epoch from p_bucket - r.run_start) / 60)::integer + 1,
+                            'run_errors', r.run_errors, 'run_spans', r.run_spans,
+                            'run_rate', r.run_errors::double precision / r.run_spans,
+                            'errors', p.k, 'spans', p.n)
+  from anomaly.error_cusum_runs r
+  join anomaly.signal_points p on p.series_id = r.series_id and p.bucket = r.bucket
+  where r.bucket = p_bucket and r.signalled;
+end
+$$;
+comment on function anomaly.detect_error_cusum(timestamptz, jsonb) is
+  'Detector error_cusum: one-sided upper CUSUM (Page) of the error rate of an operation or service, in binomial '
+  'sigmas of each minute''s volume against the baseline rate p0 (errors / spans pooled over the '
+  'baseline_window_minutes before the run started, frozen for the run): S_t = max(0, S_t-1 + z_t - slack_k). '
+  'Signals (subtype error_rate, direction up) when S > decision_h, the run holds min_run_errors errors, the '
+  'minute is above p0 and the run''s errors are improbable under p0 (binomial_upper_tail <= max_p_value), then '
+  'restarts from decision_h * restart_headstart, so a sustained shift signals every few minutes and an ended one '
+  'stops within minutes. Score = proportion z of the run (errors vs spans since S left 0). Catches sustained small '
+  'increases that a 3-sigma test misses; a run lasts at most max_run_minutes. Keeps its state in '
+  'anomaly.error_cusum_runs, written for p_bucket from the row of p_bucket - 1 minute only (look-ahead free; '
+  're-running a minute is idempotent). Config detect.error_cusum. Example: select * '
+  'from anomaly.detect_error_cusum(''2026-03-01 10:00+00'', anomaly.config(''detect.error_cusum''));';
+
+grant execute on function anomaly.binomial_upper_tail(double precision, double precision, double precision),
+  anomaly.ln_factorial(double precision) to authenticated, service_role;
