@@ -243,7 +243,8 @@ create function bench.collect_stats(p_last timestamptz) returns void language sq
 $$;
 
 -- anomaly.series_state as p_days of minutes up to p_t0 - 1 minute leave it: n, last value, EWMA mean/variance and
--- Holt level at the current level (throughput scaled by the diurnal load), no trend, CUSUM at rest; and the cursors.
+-- Holt level at the current level (throughput scaled by the diurnal load), no trend, CUSUM at rest, the rolling
+-- window from the loaded points; and the cursors.
 create function bench.fill_state(p_t0 timestamptz, p_days integer) returns void language plpgsql as $$
 declare
   v_now_load double precision := bench.load(extract(epoch from p_t0)::bigint / 60 - 1);
@@ -256,8 +257,19 @@ begin
   cross join lateral (select case when st.signal = 'throughput' then v_now_load / st.lbar else 1 end as f) f
   order by st.series_id;
 
+  -- the rolling trailing window (count, sum, sum of squares) of the last window_minutes points, as folding leaves it
+  update anomaly.series_state st set win_points = w.points, win_sum = w.sum, win_sumsq = w.sumsq
+  from (select series_id, count(*)::integer as points, sum(value) as sum, sum(value * value) as sumsq
+        from anomaly.signal_points
+        where bucket > p_t0 - interval '1 minute'
+                       - make_interval(mins => (anomaly.config('detect.baseline') ->> 'window_minutes')::integer)
+          and bucket <= p_t0 - interval '1 minute' and n > 0
+        group by 1) w
+  where w.series_id = st.series_id;
+
   insert into anomaly.detector_state (detector, last_bucket) values
-    ('engine', p_t0 - interval '1 minute'), ('signals', p_t0 - interval '1 minute')
+    ('engine', p_t0 - interval '1 minute'), ('signals', p_t0 - interval '1 minute'),
+    ('window', p_t0 - interval '1 minute')
   on conflict (detector) do update set last_bucket = excluded.last_bucket, updated_at = now();
   update anomaly.rollup_state set max_event_time = p_t0, watermark = p_t0, last_run_at = now();
 end

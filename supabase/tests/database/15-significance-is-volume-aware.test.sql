@@ -1,8 +1,9 @@
 -- 15: the exact binomial tail is right (against values computed independently), and the latency confirmation asks
 -- for a count of slow spans that is improbable for the minute's volume: 2 slow of 8 is chance, 5 of 10 is not.
--- A CUSUM run on a thin series whose errors are not improbable under p0 does not signal.
+-- A rate increase is tested against the baseline sample, not a floored rate; a silence must be improbable for how
+-- often the series skipped minutes before.
 begin;
-select plan(12);
+select plan(19);
 
 select ok(abs(anomaly.binomial_upper_tail(5, 10, 0.05) - 6.36898314453125e-05) < 1e-15, 'P(X >= 5 | 10, 0.05) = 6.369e-5 (exact sum in rationals)');
 select ok(abs(anomaly.binomial_upper_tail(1, 10, 0.05) - (1 - 0.95 ^ 10)) < 1e-12, 'P(X >= 1) = 1 - (1 - p)^n');
@@ -32,6 +33,47 @@ select ok(anomaly._confirm_latency_shift('api', 'GET /x', '2026-03-01 10:00+00',
 
 select throws_ok($$update public.anomaly_detection_config set value = '{"max_p_value": 0}'
   where key = 'detect.latency_confirm'$$, 'TSC01', null, 'a p-value threshold of 0 is refused (TSC01)');
+
+
+-- Two-sample rate test: the clean-day false alarm (6 errors in 447 spans after an hour of 0 in 500) is chance.
+select ok(abs(anomaly.rate_increase_p_value(6, 447, 0, 500) - power(447.0 / 947, 6)) < 1e-12,
+  '6 of 447 after 0 of 500: p = (447/947)^6 = 0.011, not significant');
+select ok(anomaly.rate_increase_p_value(40, 100, 5, 6000) < 1e-40, 'a 40 % error spike after 0.1 % is');
+select ok(abs(anomaly.error_dispersion(10, 1000, 30, 1000, 100000) - 20 / 9.9) < 1e-12,
+  'dispersion: 10 minutes of 100 spans, errors 0 0 0 0 0 5 5 0 0 0 -> sum (k - np)^2 / sum np(1-p) = 20 / 9.9');
+select ok(abs(anomaly.rate_increase_p_value(6, 447, 0, 500, 2) - anomaly.binomial_upper_tail(3, 3, 447.0 / 947)) < 1e-12,
+  'with errors in clumps of 2, 6 error spans are 3 events');
+
+-- Silences: a steady service (20 spans every minute for 30 minutes) and a bursty one (the same with every 7th minute
+-- empty), both silent from 11:00.
+insert into anomaly.series (scope, service, operation, signal, first_bucket, last_active_bucket)
+values ('service', 'steady', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00'),
+       ('service', 'bursty', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00');
+insert into anomaly.signal_points (series_id, bucket, value, n)
+select s.id, b, v, v
+from anomaly.series s,
+     generate_series('2026-03-01 10:00+00'::timestamptz, '2026-03-01 11:05+00', interval '1 minute') b,
+     lateral (select case when b >= '2026-03-01 11:00+00' then 0
+                          when s.service = 'bursty' and extract(minute from b)::integer % 7 = 3 then 0
+                          else 20 end as v) x
+where s.service in ('steady', 'bursty');
+create temp table silence as
+select s.service, extract(minute from h.bucket)::integer as minute
+from anomaly.series s
+cross join generate_series('2026-03-01 11:00+00'::timestamptz, '2026-03-01 11:05+00', interval '1 minute') b
+cross join lateral anomaly.detect_throughput_silence(b, anomaly.config('detect.throughput_silence')) h
+where h.series_id = s.id;
+select is((select min(minute) from silence where service = 'steady'), 1,
+  'a steady service silent for 2 minutes fires (p = (0.5/31)^2)');
+select is((select min(minute) from silence where service = 'bursty'), 2,
+  'a service that skipped 4 of its last 30 minutes fires only after 4 silent ones (from 10:59: p = (4.5/31)^4)');
+insert into public.anomaly_detection_config (key, value) values ('detect.throughput_silence', '{"max_p_value": 1}')
+on conflict (key) do update set value = excluded.value;
+select ok(exists (select 1 from anomaly.series s
+                  join anomaly.detect_throughput_silence('2026-03-01 11:00+00',
+                    anomaly.config('detect.throughput_silence')) h on h.series_id = s.id
+                  where s.service = 'bursty'),
+  'max_p_value = 1: the bursty service fires after min_silent_minutes (2) too');
 
 select * from finish();
 rollback;
