@@ -79,6 +79,8 @@ export interface RequestRecord {
   tenant: string | null;
   authorized: boolean;
   status: number;
+  /** Traces a search answered with. */
+  hits?: number;
 }
 
 export class TempoServer {
@@ -295,6 +297,7 @@ export class TempoServer {
   }
 
   #search(url: URL, send: (s: number, b: string | Uint8Array, t?: string) => void) {
+    const record = this.requests[this.requests.length - 1];
     const q = url.searchParams.get("q") ?? "{}";
     const limit = Number(url.searchParams.get("limit") ?? "20");
     const spss = Number(url.searchParams.get("spss") ?? "3");
@@ -322,6 +325,7 @@ export class TempoServer {
       hits.push(t);
       if (hits.length >= (limit || 20)) break;
     }
+    if (record) record.hits = hits.length;
     const traces = hits.map((t) => {
       const root = t.spans.find((s) => !s.span.parentSpanId) ?? null;
       const matched = t.spans.filter((s) => filter(s));

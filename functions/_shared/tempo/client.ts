@@ -67,12 +67,12 @@ export class TempoClient {
 
   constructor(opts: TempoClientOptions) {
     this.#o = {
-      fetch: globalThis.fetch.bind(globalThis),
-      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-      now: Date.now,
-      random: Math.random,
-      maxAnswerBytes: 64 * 1024 * 1024,
       ...opts,
+      fetch: opts.fetch ?? globalThis.fetch.bind(globalThis),
+      sleep: opts.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms))),
+      now: opts.now ?? Date.now,
+      random: opts.random ?? Math.random,
+      maxAnswerBytes: opts.maxAnswerBytes ?? 64 * 1024 * 1024,
       baseUrl: opts.baseUrl.replace(/\/+$/, ""),
     };
   }

@@ -205,7 +205,7 @@ async function runTraces(opts: RunOptions): Promise<RunOutcome> {
       }
     }
     if (outcome.status === "ok" && (spans.length > 0 || skips.length > 0)) await commit(null);
-    if (outcome.status === "ok" && window.end < Math.floor((now() / 1000) - src.lag_seconds)) {
+    if (outcome.status === "ok" && window.end < Math.floor(started / 1000 - src.lag_seconds)) {
       outcome.status = "incomplete"; // max_window_seconds capped this run
     }
   } catch (e) {

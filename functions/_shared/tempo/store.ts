@@ -59,7 +59,7 @@ export async function beginRun(sql: Sql, name: string, owner: string): Promise<L
           recovered: fetchedIds,
         };
         await tx.unsafe(
-          "select anomaly.tempo_checkpoint($1, $2::uuid, $3::timestamptz, $4::jsonb, $5::jsonb)",
+          "select anomaly.tempo_checkpoint($1, $2::uuid, $3::timestamptz, $4::text::jsonb, $5::text::jsonb)",
           [runId, owner, cursor, JSON.stringify(all), JSON.stringify(skips)],
         );
         return inserted;
@@ -70,7 +70,7 @@ export async function beginRun(sql: Sql, name: string, owner: string): Promise<L
     },
     storeMinutes: async (rows, cursor, counters) => {
       const [r] = await sql.unsafe(
-        "select anomaly.tempo_store_minutes($1, $2::uuid, $3::text::json, $4::timestamptz, $5::jsonb) as n",
+        "select anomaly.tempo_store_minutes($1, $2::uuid, $3::text::json, $4::timestamptz, $5::text::jsonb) as n",
         [runId, owner, JSON.stringify(rows), cursor, JSON.stringify(counters)],
       );
       return Number(r.n);
@@ -82,7 +82,7 @@ export async function beginRun(sql: Sql, name: string, owner: string): Promise<L
     store,
     finish: async (status, error, details, windowEnd) => {
       await sql.unsafe(
-        "select anomaly.tempo_finish_run($1, $2::uuid, $3, $4, $5::jsonb, $6::timestamptz)",
+        "select anomaly.tempo_finish_run($1, $2::uuid, $3, $4, $5::text::jsonb, $6::timestamptz)",
         [runId, owner, status, error, JSON.stringify(details), windowEnd],
       );
     },
