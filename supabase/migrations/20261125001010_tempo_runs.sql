@@ -12,17 +12,21 @@ as $$
 declare
   v_src anomaly.tempo_sources;
 begin
-  -- The row lock serialises two runs racing for the same source; the loser sees a live lease and gets no row.
+  -- Two runs racing for a source: the one that locks the row first decides; the other skips the locked row and
+  -- gets nothing (SKIP LOCKED), as it also does while a checkpoint of the lease holder has the row locked.
+  select * into v_src from anomaly.tempo_sources s
+   where s.name = p_source and s.enabled
+   for update skip locked;
+  if not found
+     or (v_src.lease_until >= clock_timestamp() and v_src.lease_owner is distinct from p_owner) then
+    return;
+  end if;
   update anomaly.tempo_sources s
      set lease_owner = p_owner,
          lease_until = clock_timestamp() + make_interval(secs => s.lease_seconds),
          last_run_at = now()
-   where s.name = p_source and s.enabled
-     and (s.lease_until is null or s.lease_until < clock_timestamp() or s.lease_owner = p_owner)
+   where s.name = p_source
   returning * into v_src;
-  if not found then
-    return;
-  end if;
   -- A run still marked running holds no lease any more: its process died (or overran its lease).
   update anomaly.tempo_runs r set status = 'abandoned', finished_at = clock_timestamp(),
          error = coalesce(r.error, 'the run ended without finishing (process killed or lease expired)')

@@ -91,6 +91,8 @@ export class TempoServer {
   #server: http.Server;
   #sockets = new Set<net.Socket>();
   #opts: TempoServerOptions;
+  /** Encoded trace-by-id bodies, so the benchmark measures tempo-ingest rather than this server's encoder. */
+  #bodies = new Map<string, Uint8Array | string>();
 
   constructor(opts: TempoServerOptions = {}) {
     this.#opts = opts;
@@ -142,11 +144,22 @@ export class TempoServer {
           if (end > t.endNs) t.endNs = end;
           if (opts.searchAtMs !== undefined) t.searchAtNs = BigInt(opts.searchAtMs) * 1_000_000n;
           t.spans.push({ resource: rs.resource, scope: ss.scope, span });
+          this.#bodies.delete(`${id}/pb`);
+          this.#bodies.delete(`${id}/json`);
           n++;
         }
       }
     }
     return n;
+  }
+
+  /** Encodes every trace's protobuf answer now (benchmarks: time the client, not this server's encoder). */
+  prepareBodies(): void {
+    for (const id of this.traces.keys()) {
+      if (!this.#bodies.has(`${id}/pb`)) {
+        this.#bodies.set(`${id}/pb`, encodeTraceProtobuf(encodeProtobufRequest(this.traceRequest(id).req)));
+      }
+    }
   }
 
   spanCount(): number {
@@ -157,6 +170,7 @@ export class TempoServer {
 
   clear(): void {
     this.traces.clear();
+    this.#bodies.clear();
     this.faults.length = 0;
     this.requests.length = 0;
   }
@@ -365,18 +379,23 @@ export class TempoServer {
     send: (s: number, b: string | Uint8Array, t?: string) => void,
   ) {
     if (!this.traces.has(id)) return send(404, "trace not found");
-    const { req: otlp, partial } = this.traceRequest(id, this.#opts.maxSpansPerTrace ?? Infinity);
-    const message = partial ? `trace exceeds max size (max bytes: ${this.#opts.maxSpansPerTrace} spans)` : "";
-    if (this.#wantsProtobuf(req)) {
-      return send(
-        200,
-        encodeTraceProtobuf(encodeProtobufRequest(otlp), partial, message),
-        "application/protobuf",
-      );
+    const pb = this.#wantsProtobuf(req);
+    const cacheKey = `${id}/${pb ? "pb" : "json"}`;
+    let body = this.#opts.maxSpansPerTrace === undefined ? this.#bodies.get(cacheKey) : undefined;
+    if (body === undefined) {
+      const { req: otlp, partial } = this.traceRequest(id, this.#opts.maxSpansPerTrace ?? Infinity);
+      const message = partial
+        ? `trace exceeds max size (max bytes: ${this.#opts.maxSpansPerTrace} spans)`
+        : "";
+      if (pb) body = encodeTraceProtobuf(encodeProtobufRequest(otlp), partial, message);
+      else {
+        const doc: Record<string, unknown> = { trace: tempoJson(otlp), metrics: { inspectedBytes: "1024" } };
+        if (partial) Object.assign(doc, { status: "PARTIAL", message });
+        body = JSON.stringify(doc);
+      }
+      if (this.#opts.maxSpansPerTrace === undefined) this.#bodies.set(cacheKey, body);
     }
-    const doc: Record<string, unknown> = { trace: tempoJson(otlp), metrics: { inspectedBytes: "1024" } };
-    if (partial) Object.assign(doc, { status: "PARTIAL", message });
-    send(200, JSON.stringify(doc), "application/json");
+    send(200, body, pb ? "application/protobuf" : "application/json");
   }
 
   #queryRange(url: URL, send: (s: number, b: string | Uint8Array, t?: string) => void) {
