@@ -544,6 +544,36 @@ describe("tempo-ingest edge function against a Tempo-shaped server (PG15 cluster
       30_000,
     );
 
+    it("the registered job reaches the function through cron, pg_net and the Vault service key", async () => {
+      tempo.clear();
+      const req = handmade("api", 30_000);
+      tempo.add(req);
+      const wereEnabled = (await sql`select name from anomaly.tempo_sources where enabled`).map((r) =>
+        r.name
+      );
+      await sql`update anomaly.tempo_sources set enabled = false`; // the job pulls every enabled source
+      await addSource("via-cron", { cursor: new Date(Date.now() - 5 * MIN).toISOString() });
+      // Registered, but on a schedule that will not fire by itself during the test.
+      await sql`update anomaly.jobs set enabled = true, schedule = '0 0 1 1 *' where name = 'tempo-ingest'`;
+      try {
+        const job = await runner.runCronJobNow("trace-sentinel:tempo-ingest");
+        expect(job.status).toBe("succeeded");
+        await runner.drainNetQueue();
+        const res = await waitFor("the pg_net response", async () => {
+          const [r] =
+            await sql`select status_code, content from net._http_response order by created desc limit 1`;
+          return r;
+        }, 20_000);
+        expect(res.status_code).toBe(200);
+        expect(JSON.parse(res.content).sources).toEqual([
+          expect.objectContaining({ source: "via-cron", status: "ok", traces_fetched: 1, spans_staged: 3 }),
+        ]);
+      } finally {
+        await sql`update anomaly.jobs set enabled = false where name = 'tempo-ingest'`;
+        await sql`update anomaly.tempo_sources set enabled = true where name = any(${wereEnabled})`;
+      }
+    }, 30_000);
+
     it("answers 401 without the service key, 400 for a bad body, and busy while another run holds the lease", async () => {
       expect((await invoke({}, null)).status).toBe(401);
       expect((await invoke({}, "not-the-key")).status).toBe(401);
