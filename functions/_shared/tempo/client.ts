@@ -23,6 +23,8 @@ export interface TempoClientOptions {
   random?: () => number;
   /** Largest search / metrics answer read, in bytes (default 64 MiB). */
   maxAnswerBytes?: number;
+  /** No retry is started after this instant (epoch ms): the run's time budget bounds the retries too. */
+  deadlineMs?: number;
 }
 
 /** An answer Tempo gave that is not a success (after retries when retryable), or no answer at all. */
@@ -209,12 +211,14 @@ export class TempoClient {
           ? `timed out after ${this.#o.timeoutMs} ms`
           : `${err.name}: ${err.message}`;
       }
-      if (attempt >= this.#o.maxRetries) {
-        if (res) return res; // the caller turns it into a TempoHttpError with the body
-        throw new TempoHttpError(`${path}: ${failure} (after ${attempt + 1} attempts)`, null, true);
-      }
       const wait = parseRetryAfter(res?.headers.get("retry-after"), this.#o.now()) ??
         backoffMs(attempt + 1, this.#o.random);
+      const outOfTime = this.#o.deadlineMs !== undefined && this.#o.now() + wait >= this.#o.deadlineMs;
+      if (attempt >= this.#o.maxRetries || outOfTime) {
+        if (res) return res; // the caller turns it into a TempoHttpError with the body
+        const why = outOfTime && attempt < this.#o.maxRetries ? "; the run's time budget is spent" : "";
+        throw new TempoHttpError(`${path}: ${failure} (after ${attempt + 1} attempts${why})`, null, true);
+      }
       await res?.body?.cancel().catch(() => {});
       this.retries++;
       await this.#o.sleep(wait);

@@ -56,6 +56,7 @@ export async function pullAll(sql: Sql, opts: PullOptions): Promise<SourceReport
         maxRetries: src.max_retries,
         fetch: opts.fetch,
         now: opts.now,
+        deadlineMs: (opts.now ?? Date.now)() + src.max_seconds_per_run * 1000,
       });
       const out = await runSource({ source: src, api, store: leased.store, ingest, now: opts.now, log });
       await leased.finish(
