@@ -64,7 +64,7 @@ const PROTOBUF = "application/protobuf";
 export class TempoClient {
   /** Retries made so far (for the run's counters). */
   retries = 0;
-  #o: Required<Omit<TempoClientOptions, "tenant" | "authorization">> & TempoClientOptions;
+  #o: Required<Omit<TempoClientOptions, "tenant" | "authorization" | "deadlineMs">> & TempoClientOptions;
   #protobufWorks = true;
 
   constructor(opts: TempoClientOptions) {
