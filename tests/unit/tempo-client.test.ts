@@ -83,6 +83,13 @@ describe("TempoClient", () => {
     expect(calls[0].headers).toMatchObject({ "X-Scope-OrgID": "team-a", Authorization: "Bearer s3cret" });
   });
 
+  it("probes /api/echo", async () => {
+    const { calls, client } = scripted([text("echo", 200), text("not ready", 200)]);
+    expect(await client().echo()).toBe(true);
+    expect(calls[0].url).toBe("http://tempo:3200/api/echo");
+    expect(await client().echo()).toBe(false);
+  });
+
   it("does not retry a 400 and reports Tempo's text body", async () => {
     const { client } = scripted([text("invalid TraceQL query: parse error at line 1", 400)]);
     await expect(client().search("{", 1, 2, 20)).rejects.toMatchObject({
