@@ -169,6 +169,18 @@ describe("traces mode", () => {
     expect(api.searches.some(([s, e, limit]) => e - s <= 1 && limit === 32)).toBe(true);
   });
 
+  it("stages what Tempo lists when one second holds more than 16x the limit, and records that second", async () => {
+    const api = fakeTempo(Array.from({ length: 40 }, () => 7));
+    const store = memoryStore();
+    const out = await run(source({ search_limit: 2 }), api, store);
+    expect(out.status).toBe("ok");
+    expect(store.spans.size).toBe(32); // 16 x 2: all Tempo would list for that second
+    // the one-second ranges around second 7 (search ends are inclusive) are recorded as cut
+    expect(out.details.truncated_seconds).toEqual(expect.arrayContaining([T0 + 7]));
+    expect((out.details.truncated_seconds as number[]).every((s) => s === T0 + 6 || s === T0 + 7)).toBe(true);
+    expect(store.cursor()).toBe(iso(T0 + 600));
+  });
+
   it("stops at the trace budget and the next run continues without loss or duplicates", async () => {
     const api = fakeTempo(seconds);
     const store = memoryStore();

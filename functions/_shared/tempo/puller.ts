@@ -165,8 +165,8 @@ async function runTraces(opts: RunOptions): Promise<RunOutcome> {
           counters.splits++;
           continue;
         }
-        if (limit < MAX_RESULT_LIMIT) {
-          stack.push({ ...range, boost: true }); // one second holds more than `limit` traces: ask for more
+        if (!range.boost && limit < MAX_RESULT_LIMIT) {
+          stack.push({ ...range, boost: true }); // one second holds more than `limit` traces: ask for more, once
           continue;
         }
         truncatedSeconds.push(range.start); // Tempo cannot list more for one second (README "Limits")
