@@ -46,35 +46,47 @@ as $$
 declare
   v_k double precision := ceil(p_successes);
   v_n double precision := floor(p_trials);
+  v_from double precision;
+  v_step double precision;
+  v_log double precision;
   v_term double precision;
   v_sum double precision := 0;
-  v_ratio double precision;
 begin
-  if v_k <= 0 or v_n <= 0 then
+  if v_k <= 0 or v_n <= 0 or p_rate >= 1 then
     return 1;
-  elsif v_k > v_n then
+  elsif v_k > v_n or p_rate <= 0 then
     return 0;
-  elsif p_rate <= 0 then
-    return 0;
-  elsif p_rate >= 1 then
-    return 1;
   end if;
-  v_ratio := p_rate / (1 - p_rate);
-  v_term := exp(anomaly.ln_factorial(v_n) - anomaly.ln_factorial(v_k) - anomaly.ln_factorial(v_n - v_k)
-                + v_k * ln(p_rate) + (v_n - v_k) * ln(1 - p_rate));
-  -- Sum P(X = j) for j = k..n by the ratio of consecutive terms; above the mean they shrink geometrically, so
-  -- the loop stops after a few dozen terms once they no longer change the sum.
-  for i in 0 .. (v_n - v_k)::integer loop
-    v_sum := v_sum + v_term;
-    exit when v_term < v_sum * 1e-12 and v_k + i > v_n * p_rate;
-    v_term := v_term * (v_n - v_k - i) / (v_k + i + 1) * v_ratio;
-  end loop;
-  return least(v_sum, 1);
+  -- Sum the probabilities from the term nearest the mean outwards, where they fall geometrically: above the mean
+  -- P(X >= k) directly; at or below it 1 - P(X <= k - 1). Terms below 1e-290 are dropped (PostgreSQL raises an
+  -- underflow error where C would give 0); they cannot change a p-value.
+  if v_k > v_n * p_rate then
+    v_from := v_k;
+    v_step := 1;
+  else
+    v_from := v_k - 1;
+    v_step := -1;
+  end if;
+  v_log := anomaly.ln_factorial(v_n) - anomaly.ln_factorial(v_from) - anomaly.ln_factorial(v_n - v_from)
+           + v_from * ln(p_rate) + (v_n - v_from) * ln(1 - p_rate);
+  if v_log > -660 then
+    v_term := exp(v_log);
+    loop
+      v_sum := v_sum + v_term;
+      exit when v_term < v_sum * 1e-13 or v_term < 1e-290
+             or (v_step > 0 and v_from >= v_n) or (v_step < 0 and v_from <= 0);
+      v_term := case when v_step > 0 then v_term * (v_n - v_from) / (v_from + 1) * (p_rate / (1 - p_rate))
+                     else v_term * v_from / (v_n - v_from + 1) * ((1 - p_rate) / p_rate) end;
+      v_from := v_from + v_step;
+    end loop;
+  end if;
+  return case when v_step > 0 then least(v_sum, 1) else greatest(0, least(1, 1 - v_sum)) end;
 end
 $$;
 comment on function anomaly.binomial_upper_tail(double precision, double precision, double precision) is
   'Exact one-sided binomial p-value P(X >= k) for X ~ Binomial(n, p) (k rounded up, n down): the sum of the '
-  'probabilities from k, stopped once the terms (falling geometrically above the mean) no longer change it. '
+  'probabilities from k upwards (k above the mean) or 1 - the sum from k - 1 downwards (k at or below it), stopped '
+  'once the terms, falling geometrically away from the mean, no longer change it; tails below 1e-287 are 0. '
   'Example: select anomaly.binomial_upper_tail(5, 10, 0.05) -> 6.4e-5; binomial_upper_tail(12, 400, 0.01) -> 8.5e-4.';
 
 create function anomaly.rate_increase_p_value(p_errors double precision, p_spans double precision,
@@ -382,8 +394,8 @@ as $$
     and a.active_minutes >= (p_config ->> 'min_active_minutes')::integer
     -- as improbable as max_p_value given how often the series was silent in its active window: a bursty service
     -- (traces of many spans, a few a minute) that skipped 3 of the last 30 minutes may skip 2 more by chance
-    and power((f.window_minutes - a.active_minutes + 0.5) / (f.window_minutes + 1), a.silent_minutes)
-        <= (p_config ->> 'max_p_value')::double precision
+    and a.silent_minutes * ln((f.window_minutes - a.active_minutes + 0.5) / (f.window_minutes + 1))
+        <= ln((p_config ->> 'max_p_value')::double precision)
     -- a silence the time of day explains (a nightly lull the profile has seen for days) is not an anomaly
     and (sp.mean is null or sp.mean >= (p_config ->> 'min_active_rate')::double precision)
 $$;

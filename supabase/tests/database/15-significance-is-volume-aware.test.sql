@@ -3,7 +3,7 @@
 -- A rate increase is tested against the baseline sample, not a floored rate; a silence must be improbable for how
 -- often the series skipped minutes before.
 begin;
-select plan(19);
+select plan(21);
 
 select ok(abs(anomaly.binomial_upper_tail(5, 10, 0.05) - 6.36898314453125e-05) < 1e-15, 'P(X >= 5 | 10, 0.05) = 6.369e-5 (exact sum in rationals)');
 select ok(abs(anomaly.binomial_upper_tail(1, 10, 0.05) - (1 - 0.95 ^ 10)) < 1e-12, 'P(X >= 1) = 1 - (1 - p)^n');
@@ -12,6 +12,10 @@ select ok(abs(anomaly.binomial_upper_tail(60, 100, 0.5) - 0.028443966820490) < 1
   'P(X >= 60 | 100, 0.5) = 0.0284 (a sum far from the tail end)');
 select ok(abs(anomaly.binomial_upper_tail(300, 10000, 0.02) / 1.6179e-11 - 1) < 1e-3, 'large n: 300 of 10 000 at 2 %');
 select is(anomaly.binomial_upper_tail(0, 10, 0.05), 1::double precision, 'k = 0: certain');
+select ok(abs(anomaly.binomial_upper_tail(3, 100, 0.05) - 0.8817370188148791) < 1e-10,
+  'k below the mean: 1 - P(X <= k - 1) = 0.88');
+select is(anomaly.binomial_upper_tail(500, 1000, 0.01), 0::double precision,
+  'a tail far below the smallest double is 0, not an underflow error (a 10k-operation cycle hit it)');
 select is(anomaly.binomial_upper_tail(11, 10, 0.05), 0::double precision, 'k > n: impossible');
 select ok(abs(anomaly.ln_factorial(170) - 706.5730622457874) < 1e-9 and anomaly.ln_factorial(0) = 0,
   'ln n! exact below 30 and by Stirling above');
