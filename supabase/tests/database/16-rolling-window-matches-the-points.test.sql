@@ -1,7 +1,9 @@
--- 16: the rolling trailing window kept in anomaly.series_state gives the same count, mean and sigma as scanning the
--- points, is the one the window detectors read inside a cycle, and is rebuilt from the points after a gap.
+-- 16: the state kept incrementally matches the points it was folded from: the rolling trailing window in
+-- anomaly.series_state gives the same count, mean and sigma as scanning the points, is the one the window detectors
+-- read inside a cycle, and is rebuilt after a gap; seasonal profiles hold exactly the finished slots' points and the
+-- slot in progress waits in the state.
 begin;
-select plan(6);
+select plan(8);
 
 insert into public.anomaly_detection_config (key, value)
 values ('detect.engine', '{"initial_lookback_minutes": 30, "history_minutes": 60}');
@@ -40,6 +42,25 @@ select ok((select bool_and(st.win_points = w.points and abs(st.win_sum - w.sum) 
                  where p.bucket > c.last_bucket - interval '60 minutes' and p.bucket <= c.last_bucket and p.n > 0
                  group by 1) w using (series_id)),
   'after a cycle the kept count, sum and sum of squares are those of the last 60 minutes'' points');
+
+-- day slots of 5 minutes: every finished slot's profile is the n / mean / m2 of its points; the open one is in state
+create temp table slot_points as
+select p.series_id, ((extract(hour from p.bucket at time zone 'UTC') * 60
+                      + extract(minute from p.bucket at time zone 'UTC'))::integer / 5)::smallint as slot,
+       count(*) as n, avg(p.value) as mean, coalesce(var_samp(p.value) * (count(*) - 1), 0) as m2
+from anomaly.signal_points p group by 1, 2;
+select ok((select count(*) > 100 and bool_and(sp.n = x.n and abs(sp.mean - x.mean) <= 1e-9 * greatest(abs(x.mean), 1)
+                                              and abs(sp.m2 - x.m2) <= 1e-6 * greatest(x.m2, 1))
+           from anomaly.seasonal_profiles sp
+           join slot_points x on x.series_id = sp.series_id and x.slot = sp.slot
+           where sp.period = 'day'),
+  'each finished day slot''s profile has exactly its points'' count, mean and sum of squared deviations');
+select ok((select bool_and(st.day_n = x.n and abs(st.day_mean - x.mean) <= 1e-9 * greatest(abs(x.mean), 1)
+                           and not exists (select 1 from anomaly.seasonal_profiles sp where sp.period = 'day'
+                                           and sp.series_id = st.series_id and sp.slot = st.day_slot))
+           from anomaly.series_state st
+           join slot_points x on x.series_id = st.series_id and x.slot = st.day_slot),
+  'the slot in progress is gathered in series_state, not yet in the profiles');
 
 -- step the window back (a gap: rebuilt at C - 2), fold C - 1 incrementally, and read C as the detectors do
 update anomaly.detector_state set last_bucket = last_bucket - interval '10 minutes' where detector = 'window';
