@@ -96,15 +96,25 @@ begin
     from raw group by 1, 2, 3, 4
   ),
   new_series as (
-    -- only new series are written (and first_bucket when older data arrives): the newest minute with data lives in
-    -- series_state.last_active_bucket, updated with the rest of the state, not in a series row rewritten every minute
+    -- only new series are written: the newest minute with data lives in series_state.last_active_bucket, updated
+    -- with the rest of the state, not in a series row rewritten every minute; and known keys are not even offered
+    -- to ON CONFLICT (its conflict check locks every existing row: 0.1 s a minute at 10k operations)
     insert into anomaly.series as s (scope, service, operation, signal, first_bucket, last_active_bucket)
-    select scope, service, operation, signal, first_bucket, last_bucket from keys
+    select k.scope, k.service, k.operation, k.signal, k.first_bucket, k.last_bucket from keys k
+    where not exists (select 1 from anomaly.series x
+                      where x.scope = k.scope and x.service = k.service and x.operation = k.operation
+                        and x.signal = k.signal)
     order by 1, 2, 3, 4
-    on conflict (scope, service, operation, signal) do update
-      set first_bucket = excluded.first_bucket
-      where excluded.first_bucket < s.first_bucket
+    on conflict (scope, service, operation, signal) do nothing
     returning id, scope, service, operation, signal
+  ),
+  older as (
+    -- data older than a series' first minute (a late backfill) moves first_bucket back
+    update anomaly.series s set first_bucket = k.first_bucket
+    from keys k
+    where s.scope = k.scope and s.service = k.service and s.operation = k.operation and s.signal = k.signal
+      and k.first_bucket < s.first_bucket
+    returning 1
   ),
   ids as (
     -- series that existed before this statement (its snapshot sees them) plus the ones it just inserted
