@@ -2,10 +2,11 @@
 -- latency_zscore, latency_spc, latency_mad (its pre-filter), the legacy rule and error_zscore each scanned the last
 -- 60 points of every series every minute for the same count, mean and sigma (bench:detect at 10k operations: about
 -- 1.8 s of a 5.9 s cycle). anomaly.series_state now keeps count, sum and sum of squares of the points of the last
--- detect.baseline.window_minutes (update_baselines adds the new minute and drops the one leaving, or rebuilds after
--- a gap), and anomaly.trailing_moments() serves them in O(1) per series when the cycle is exactly one minute past
--- the folded state and the detector asks for that window; otherwise it scans the points as before (same numbers),
--- so a detector configured with another window, or called outside a cycle, is still right.
+-- detect.baseline.window_minutes (anomaly.update_baselines, 20261125000940, adds the new minute and drops the one
+-- leaving, or rebuilds after a gap, and records the minute in detector_state 'window'), and
+-- anomaly.trailing_moments() serves them in O(1) per series when the cycle is exactly one minute past that minute and
+-- the detector asks for that window; otherwise it scans the points as before (same numbers), so a detector configured
+-- with another window, or called outside a cycle, is still right.
 -- latency_zscore also takes the shared confirmation of the latency family (anomaly._confirm_latency_shift, 0910).
 
 update anomaly.config_keys
@@ -63,120 +64,6 @@ comment on function anomaly.trailing_moments(timestamptz, text, integer) is
   'minute before p_bucket and p_minutes is detect.baseline.window_minutes (O(1) per series), else by scanning the '
   'points. Example: select * from anomaly.trailing_moments(''2026-03-01 10:00+00'', ''latency_p95'', 60).';
 
-create or replace function anomaly.update_baselines(p_bucket timestamptz)
-returns integer
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_cfg jsonb := anomaly.config('detect.baseline');
-  v_alpha double precision := (v_cfg ->> 'ewma_alpha')::double precision;
-  v_ha double precision := (v_cfg ->> 'holt_alpha')::double precision;
-  v_hb double precision := (v_cfg ->> 'holt_beta')::double precision;
-  v_slack double precision := (v_cfg ->> 'cusum_slack_sigma')::double precision;
-  v_slot_minutes integer := (v_cfg ->> 'day_slot_minutes')::integer;
-  v_day_slot smallint := ((extract(hour from p_bucket at time zone 'UTC') * 60
-                           + extract(minute from p_bucket at time zone 'UTC'))::integer / v_slot_minutes)::smallint;
-  v_week_slot smallint := (extract(isodow from p_bucket at time zone 'UTC')::integer * 24 - 24
-                           + extract(hour from p_bucket at time zone 'UTC')::integer)::smallint;
-  v_rows integer;
-  v_window interval := make_interval(mins => (v_cfg ->> 'window_minutes')::integer);
-  v_cursor timestamptz;
-  v_cursor_at timestamptz;
-begin
-  with pts as (
-    select p.series_id, p.value from anomaly.signal_points p where p.bucket = p_bucket
-  ),
-  state as (
-    insert into anomaly.series_state as st (series_id, n, last_bucket, last_value, ewma_mean, ewma_var,
-      holt_level, holt_trend, cusum_pos, cusum_neg)
-    select series_id, 1, p_bucket, value, value, 0, value, 0, 0, 0 from pts
-    order by series_id
-    on conflict (series_id) do update set
-      n = st.n + 1,
-      last_bucket = p_bucket,
-      last_value = excluded.last_value,
-      -- EWMA (West 1979 incremental form): the variance uses the deviation from the previous mean.
-      ewma_mean = st.ewma_mean + v_alpha * (excluded.last_value - st.ewma_mean),
-      ewma_var = (1 - v_alpha) * (st.ewma_var + v_alpha * power(excluded.last_value - st.ewma_mean, 2)),
-      -- Holt linear trend
-      holt_level = v_ha * excluded.last_value + (1 - v_ha) * (st.holt_level + st.holt_trend),
-      holt_trend = v_hb * (v_ha * excluded.last_value + (1 - v_ha) * (st.holt_level + st.holt_trend) - st.holt_level)
-                   + (1 - v_hb) * st.holt_trend,
-      -- CUSUM on the standardised deviation from the EWMA baseline (k = slack sigmas), reset at 0
-      cusum_pos = greatest(0, st.cusum_pos + (excluded.last_value - st.ewma_mean)
-                  / greatest(sqrt(st.ewma_var), abs(st.ewma_mean) * 0.01, 1e-9) - v_slack),
-      cusum_neg = greatest(0, st.cusum_neg - (excluded.last_value - st.ewma_mean)
-                  / greatest(sqrt(st.ewma_var), abs(st.ewma_mean) * 0.01, 1e-9) - v_slack)
-    where st.last_bucket is null or st.last_bucket < p_bucket
-    returning 1
-  ),
-  seasonal as (
-    insert into anomaly.seasonal_profiles as sp (series_id, period, slot, n, mean, m2)
-    select series_id, period, slot, 1, value, 0
-    from pts, (values ('day', v_day_slot), ('week', v_week_slot)) as s(period, slot)
-    order by 1, 2, 3
-    on conflict (series_id, period, slot) do update set
-      n = sp.n + 1,
-      mean = sp.mean + (excluded.mean - sp.mean) / (sp.n + 1),
-      m2 = sp.m2 + (excluded.mean - sp.mean) * (excluded.mean - (sp.mean + (excluded.mean - sp.mean) / (sp.n + 1)))
-    returning 1
-  )
-  select count(*) into v_rows from state;
-
-  -- Rolling trailing window (count, sum, sum of squares of the points of (p_bucket - window, p_bucket]): add this
-  -- minute, drop the one that leaves. Incremental only right after the minute before and with an unchanged
-  -- detect.baseline; otherwise (first cycle, a catch-up gap, a new window_minutes) rebuilt from the points, so it
-  -- cannot drift from them.
-  select last_bucket, updated_at into v_cursor, v_cursor_at
-  from anomaly.detector_state where detector = 'window' for update;
-  if v_cursor = p_bucket then
-    return v_rows;
-  elsif v_cursor = p_bucket - interval '1 minute'
-        and v_cursor_at >= coalesce((select c.updated_at from public.anomaly_detection_config c
-                                     where c.key = 'detect.baseline'), '-infinity') then
-    with added as (
-      select p.series_id, p.value from anomaly.signal_points p where p.bucket = p_bucket and p.n > 0
-    ),
-    dropped as (
-      select p.series_id, p.value from anomaly.signal_points p where p.bucket = p_bucket - v_window and p.n > 0
-    ),
-    delta as (
-      select coalesce(a.series_id, d.series_id) as series_id,
-             (a.series_id is not null)::integer - (d.series_id is not null)::integer as points,
-             coalesce(a.value, 0) - coalesce(d.value, 0) as sum,
-             coalesce(a.value * a.value, 0) - coalesce(d.value * d.value, 0) as sumsq
-      from added a full join dropped d using (series_id)
-    )
-    update anomaly.series_state st
-       set win_points = st.win_points + d.points, win_sum = st.win_sum + d.sum, win_sumsq = st.win_sumsq + d.sumsq
-      from delta d
-     where d.series_id = st.series_id;
-  else
-    update anomaly.series_state st
-       set win_points = coalesce(w.points, 0), win_sum = coalesce(w.sum, 0), win_sumsq = coalesce(w.sumsq, 0)
-      from anomaly.series_state s0
-      left join (
-        select p.series_id, count(*)::integer as points, sum(p.value) as sum, sum(p.value * p.value) as sumsq
-        from anomaly.signal_points p
-        where p.bucket > p_bucket - v_window and p.bucket <= p_bucket and p.n > 0
-        group by p.series_id
-      ) w on w.series_id = s0.series_id
-     where s0.series_id = st.series_id
-       and (st.win_points, st.win_sum, st.win_sumsq)
-           is distinct from (coalesce(w.points, 0), coalesce(w.sum, 0), coalesce(w.sumsq, 0));
-  end if;
-  insert into anomaly.detector_state (detector, last_bucket) values ('window', p_bucket)
-  on conflict (detector) do update set last_bucket = excluded.last_bucket, updated_at = now();
-  return v_rows;
-end
-$$;
-comment on function anomaly.update_baselines(timestamptz) is
-  'Folds the signal points of one minute into anomaly.series_state (EWMA, Holt, CUSUM, and the rolling trailing '
-  'window of detect.baseline.window_minutes: count, sum, sum of squares) and the day/week seasonal profiles '
-  '(Welford). Called by anomaly.detect() after the detectors scored that minute, so detectors never see their own '
-  'bucket in a baseline. A minute already folded in is skipped; the rolling window is rebuilt from the points after '
-  'a gap or a change of detect.baseline. Returns the series updated.';
 
 create or replace function anomaly.detect_latency_zscore(p_bucket timestamptz, p_config jsonb)
 returns setof anomaly.detector_hit
