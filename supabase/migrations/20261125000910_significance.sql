@@ -11,6 +11,7 @@
 --     counting clumps of errors (a failed request fails several spans of a service) as one event, and at p <= 1e-6
 --     for a service's error rate, which mixes operations whose shares shift through the day (all 4 remaining false
 --     alarms of the corpus were service-scope runs of 6-7 errors; a real spike there is at p < 1e-20);
+--   * error_proportion: the same two-sample test and dispersion for the minute against its trailing window;
 --   * throughput: a silence must be improbable given how often the series skipped minutes, and a spike needs 60
 --     spans (a few traces of a service that fans out are not a traffic spike).
 
@@ -320,6 +321,80 @@ comment on function anomaly.detect_error_cusum(timestamptz, jsonb) is
   're-running a minute is idempotent). Config detect.error_cusum. Example: select * '
   'from anomaly.detect_error_cusum(''2026-03-01 10:00+00'', anomaly.config(''detect.error_cusum''));';
 
+
+-- ============================================================== error_proportion: the same test, per minute
+update anomaly.config_keys
+   set spec = spec || '{"max_p_value": {"type": "number", "min": 1e-12, "max": 1}}',
+       defaults = defaults || '{"max_p_value": 0.0001}',
+       description = description || ' The score is divided by the square root of the window''s index of dispersion '
+         '(service scope), and the minute''s errors must be improbable against the window''s errors (two-sample p <= '
+         'max_p_value).'
+ where key = 'detect.error_proportion';
+
+create or replace function anomaly.detect_error_proportion(p_bucket timestamptz, p_config jsonb)
+returns setof anomaly.detector_hit
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  with cur as (
+    select p.series_id, s.scope, p.value, p.n, p.k
+    from anomaly.signal_points p
+    join anomaly.series s on s.id = p.series_id and s.signal = 'error_rate'
+    where p.bucket = p_bucket and p.k >= (p_config ->> 'min_error_count')::integer
+  ),
+  base as (
+    -- one primary-key range scan per candidate (a lateral aggregate), not a scan of every series' window
+    -- dispersion for a service's error rate only: one failed request fails several spans of a service (its server
+    -- span and client spans), while an operation sees one span per request; estimated from the window, it would
+    -- also let the first minute of a spike mask the second at the operation level
+    select c.series_id, w.points, w.errors, w.spans, case when c.scope = 'service' then w.dispersion else 1 end as dispersion
+    from cur c
+    cross join lateral (
+      select count(*) as points, sum(h.k) as errors, sum(h.n) as spans,
+             anomaly.error_dispersion(sum(h.k), sum(h.n), sum(h.k::double precision * h.k),
+                                      sum(h.k::double precision * h.n), sum(h.n::double precision * h.n)) as dispersion
+      from anomaly.signal_points h
+      where h.series_id = c.series_id and h.n > 0
+        and h.bucket >= p_bucket - make_interval(mins => (p_config ->> 'window_minutes')::integer)
+        and h.bucket < p_bucket
+    ) w
+  ),
+  tested as (
+    select c.series_id, c.value, c.n, c.k, b.points, b.errors, b.spans, b.dispersion,
+           b.errors::double precision / b.spans as rate,
+           least(greatest(b.errors::double precision / b.spans,
+                          (p_config ->> 'min_baseline_rate')::double precision), 0.999) as p0
+    from cur c join base b using (series_id)
+    where b.points >= (p_config ->> 'min_points')::integer and b.spans > 0
+  ),
+  scored as (
+    -- z in units of the series' own minute-to-minute noise (binomial x dispersion), and the minute's errors
+    -- improbable against the baseline window's errors, not against a rate known exactly
+    select t.*, anomaly.proportion_z(t.k, t.n, t.p0) / sqrt(t.dispersion) as z,
+           anomaly.rate_increase_p_value(t.k, t.n, t.errors, t.spans, t.dispersion) as p_value
+    from tested t
+  )
+  select s.series_id, p_bucket, 'error_rate', s.value, s.rate,
+         greatest(0, s.p0 - (p_config ->> 'threshold')::double precision * sqrt(s.p0 * (1 - s.p0) / s.n)),
+         s.p0 + (p_config ->> 'threshold')::double precision * sqrt(s.p0 * (1 - s.p0) / s.n),
+         s.z,
+         jsonb_build_object('direction', 'up', 'errors', s.k, 'spans', s.n, 'baseline_rate', s.rate,
+                            'baseline_errors', s.errors, 'baseline_spans', s.spans, 'baseline_points', s.points,
+                            'dispersion', s.dispersion, 'p_value', s.p_value)
+  from scored s
+  where s.z >= (p_config ->> 'threshold')::double precision
+    and s.value >= s.rate + (p_config ->> 'min_rate_increase')::double precision
+    and s.p_value <= (p_config ->> 'max_p_value')::double precision
+$$;
+comment on function anomaly.detect_error_proportion(timestamptz, jsonb) is
+  'Detector error_proportion (config detect.error_proportion): this minute''s k errors of n spans against the errors '
+  'of the trailing window_minutes. Score = one-sample proportion z against the pooled rate (at least '
+  'min_baseline_rate), for a service''s error rate divided by sqrt(dispersion), the window''s index of dispersion '
+  '(anomaly.error_dispersion: a failed request fails several spans of a service). Fires when the score >= threshold, the rate rose by min_rate_increase, the '
+  'minute has min_error_count errors and the two-sample p-value against the window''s errors '
+  '(anomaly.rate_increase_p_value) is <= max_p_value.';
 
 -- ============================================================== throughput: silences and spikes of bursty services
 -- A service's spans come in traces of many spans, so its per-minute counts are clumped: 34 spans where 5 are
