@@ -183,7 +183,8 @@ begin
 
     if v_id is not null then
       v_rows := v_rows + 1;
-      if v_reason is null and v_due <= now() then
+      if v_reason is null and p_anomaly.severity = 'CRITICAL' and p_event <> 'resolved'
+         and (v_cfg ->> 'critical_immediate')::boolean then
         -- a CRITICAL row pulls its whole waiting group forward
         update anomaly.alert_outbox set due_at = now()
         where channel_id = v_ch.id and group_key = v_group and status = 'pending' and due_at > now();

@@ -48,6 +48,12 @@ begin
    where o.status = 'pending' and o.due_at <= now() and a.id = o.anomaly_id and s.id is not null
      and o.event <> 'resolved';
 
+  -- A channel disabled while its rows waited sends nothing more; the rows say why.
+  update anomaly.alert_outbox o
+     set status = 'suppressed', updated_at = now(), reason = 'channel disabled before the alert was sent'
+    from anomaly.notification_channels c
+   where o.status = 'pending' and o.due_at <= now() and c.id = o.channel_id and not c.enabled;
+
   return query
   with heads as (
     select o.id, o.channel_id, o.group_key
@@ -108,7 +114,7 @@ comment on function anomaly.claim_alerts(text, integer) is
   'Claims up to p_limit (default alerts.claim_batch) due groups for dispatcher p_dispatcher: due pending rows and '
   'rows whose lease expired are locked with FOR UPDATE SKIP LOCKED, joined by the other pending rows of their group, '
   'and marked sending with a lease of alerts.lease_seconds and attempts + 1. Pending rows now matched by a silence '
-  'are suppressed first. Returns one anomaly.alert_claim per group; acknowledge each with anomaly.ack_alert.';
+  'and rows of disabled channels are suppressed first. Returns one anomaly.alert_claim per group; acknowledge each with anomaly.ack_alert.';
 
 create function anomaly.ack_alert(
   p_claim_id uuid,

@@ -18,7 +18,11 @@ export class FakeHttpServer {
   hits = 0;
 
   constructor(
-    private readonly handler: (req: http.IncomingMessage, body: string, res: http.ServerResponse) => Promise<void> | void,
+    private readonly handler: (
+      req: http.IncomingMessage,
+      body: string,
+      res: http.ServerResponse,
+    ) => Promise<void> | void,
     port = 0,
   ) {
     this.#port = port;

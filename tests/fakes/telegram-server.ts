@@ -5,7 +5,7 @@
 // tags, balanced, known entities), 403 "bot was blocked by the user", and scripted faults (429 with retry_after,
 // 5xx, slow answers, dropped connections, the server down). Used by tests, the demo and the benchmark.
 import type http from "node:http";
-import { type Fault, FakeHttpServer, sendJson } from "./http-fake.ts";
+import { FakeHttpServer, type Fault, sendJson } from "./http-fake.ts";
 
 export interface TelegramMessage {
   message_id: number;
@@ -30,8 +30,23 @@ export interface TelegramServerOptions {
 }
 
 const ALLOWED_TAGS = new Set([
-  "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
-  "blockquote", "tg-emoji", "tg-time",
+  "b",
+  "strong",
+  "i",
+  "em",
+  "u",
+  "ins",
+  "s",
+  "strike",
+  "del",
+  "span",
+  "tg-spoiler",
+  "a",
+  "code",
+  "pre",
+  "blockquote",
+  "tg-emoji",
+  "tg-time",
 ]);
 
 /** Parses Telegram HTML the way the Bot API does (enough to reject what it rejects); returns the visible text. */
@@ -49,9 +64,13 @@ export function parseTelegramHtml(html: string): { text: string } | { error: str
       const name = (closing ? tag.slice(1) : tag).trim().split(/\s+/)[0].toLowerCase();
       if (!ALLOWED_TAGS.has(name)) return { error: `Unsupported start tag "${name}" at byte offset ${i}` };
       if (closing) {
-        if (stack.pop() !== name) return { error: `Unmatched end tag at byte offset ${i}, expected "</${stack.at(-1) ?? ""}>"` };
+        if (stack.pop() !== name) {
+          return { error: `Unmatched end tag at byte offset ${i}, expected "</${stack.at(-1) ?? ""}>"` };
+        }
       } else {
-        if (name === "a" && !/href="[^"]*"/.test(tag)) return { error: `Can't find href in a tag at byte offset ${i}` };
+        if (name === "a" && !/href="[^"]*"/.test(tag)) {
+          return { error: `Can't find href in a tag at byte offset ${i}` };
+        }
         stack.push(name);
       }
       i = end + 1;
@@ -59,7 +78,14 @@ export function parseTelegramHtml(html: string): { text: string } | { error: str
       const m = /^&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);/.exec(html.slice(i));
       if (!m) return { error: `Unsupported entity at byte offset ${i}` };
       const e = m[1];
-      text += e === "lt" ? "<" : e === "gt" ? ">" : e === "amp" ? "&" : e === "quot" ? '"'
+      text += e === "lt"
+        ? "<"
+        : e === "gt"
+        ? ">"
+        : e === "amp"
+        ? "&"
+        : e === "quot"
+        ? '"'
         : String.fromCodePoint(e.startsWith("#x") ? parseInt(e.slice(2), 16) : Number(e.slice(1)));
       i += m[0].length;
     } else if (c === ">") {
@@ -110,7 +136,12 @@ export class TelegramServer extends FakeHttpServer {
   #handle(req: http.IncomingMessage, body: string, res: http.ServerResponse): void {
     const m = /^\/bot([^/]+)\/(\w+)$/.exec(req.url ?? "");
     const fail = (code: number, description: string, parameters?: unknown) =>
-      sendJson(res, code, { ok: false, error_code: code, description, ...(parameters ? { parameters } : {}) });
+      sendJson(res, code, {
+        ok: false,
+        error_code: code,
+        description,
+        ...(parameters ? { parameters } : {}),
+      });
     if (!m) return fail(404, "Not Found");
     if (decodeURIComponent(m[1]) !== this.opts.token) return fail(401, "Unauthorized");
     if (m[2].toLowerCase() !== "sendmessage") return fail(404, "Not Found: method not found");
@@ -124,8 +155,12 @@ export class TelegramServer extends FakeHttpServer {
     const chat = params.chat_id;
     if (chat === undefined || chat === null || chat === "") return fail(400, "Bad Request: chat_id is empty");
     const key = String(chat);
-    if (this.opts.blocked?.map(String).includes(key)) return fail(403, "Forbidden: bot was blocked by the user");
-    if (this.opts.chats && !this.opts.chats.map(String).includes(key)) return fail(400, "Bad Request: chat not found");
+    if (this.opts.blocked?.map(String).includes(key)) {
+      return fail(403, "Forbidden: bot was blocked by the user");
+    }
+    if (this.opts.chats && !this.opts.chats.map(String).includes(key)) {
+      return fail(400, "Bad Request: chat not found");
+    }
     const thread = params.message_thread_id as number | undefined;
     if (thread !== undefined && !(this.opts.threads?.[key] ?? []).includes(thread)) {
       return fail(400, "Bad Request: message thread not found");

@@ -36,7 +36,10 @@ describe("webhook signatures", () => {
 describe("payloads", () => {
   it("builds the Alertmanager webhook v4 shape", () => {
     const done = anomaly({ status: "RESOLVED", resolved_at: "2026-11-25T10:20:00.000Z" });
-    const firing = alertmanagerPayload(claim({ channel: { ...claim().channel, kind: "webhook" } }), "2026-11-25T10:00:00Z");
+    const firing = alertmanagerPayload(
+      claim({ channel: { ...claim().channel, kind: "webhook" } }),
+      "2026-11-25T10:00:00Z",
+    );
     expect(firing).toMatchObject({
       version: "4",
       status: "firing",
@@ -48,7 +51,11 @@ describe("payloads", () => {
     });
     const [alert] = firing.alerts;
     expect(alert.status).toBe("firing");
-    expect(alert.labels).toMatchObject({ alertname: "TraceSentinelLATENCY", severity: "critical", service: "checkout" });
+    expect(alert.labels).toMatchObject({
+      alertname: "TraceSentinelLATENCY",
+      severity: "critical",
+      service: "checkout",
+    });
     expect(alert.annotations.summary).toBe("CRITICAL LATENCY p95 on checkout POST /inventory/reserve");
     expect(alert.startsAt).toBe("2026-11-25T09:55:00.000Z");
     expect(alert.endsAt).toBe("0001-01-01T00:00:00Z");
@@ -105,20 +112,36 @@ describe("outcome classification", () => {
       error_code: 429,
       description: "Too Many Requests: retry after 7",
       parameters: { retry_after: 7 },
-    })).toEqual({ kind: "retry", statusCode: 429, error: "Too Many Requests: retry after 7", retryAfterMs: 7000 });
+    })).toEqual({
+      kind: "retry",
+      statusCode: 429,
+      error: "Too Many Requests: retry after 7",
+      retryAfterMs: 7000,
+    });
     expect(classifyTelegram(502, "Bad Gateway").kind).toBe("retry");
-    expect(classifyTelegram(null, undefined, { timedOut: true, message: "no answer within 10 ms" }).kind).toBe("retry");
+    expect(classifyTelegram(null, undefined, { timedOut: true, message: "no answer within 10 ms" }).kind)
+      .toBe("retry");
     expect(classifyTelegram(400, { ok: false, error_code: 400, description: "Bad Request: chat not found" }))
       .toEqual({ kind: "permanent", statusCode: 400, error: "Bad Request: chat not found" });
-    expect(classifyTelegram(403, { ok: false, error_code: 403, description: "Forbidden: bot was blocked by the user" }))
+    expect(
+      classifyTelegram(403, {
+        ok: false,
+        error_code: 403,
+        description: "Forbidden: bot was blocked by the user",
+      }),
+    )
       .toMatchObject({ kind: "permanent", error: "Forbidden: bot was blocked by the user" });
-    expect(classifyTelegram(401, { ok: false, error_code: 401, description: "Unauthorized" }).kind).toBe("permanent");
-    expect(classifyTelegram(400, {
-      ok: false,
-      error_code: 400,
-      description: "Bad Request: group chat was upgraded to a supergroup chat",
-      parameters: { migrate_to_chat_id: -1009 },
-    }).error).toContain("set telegram_chat_id to it");
+    expect(classifyTelegram(401, { ok: false, error_code: 401, description: "Unauthorized" }).kind).toBe(
+      "permanent",
+    );
+    expect(
+      classifyTelegram(400, {
+        ok: false,
+        error_code: 400,
+        description: "Bad Request: group chat was upgraded to a supergroup chat",
+        parameters: { migrate_to_chat_id: -1009 },
+      }).error,
+    ).toContain("set telegram_chat_id to it");
   });
 
   it("webhooks: 2xx delivered, 408/429/5xx/timeouts retried, other 4xx permanent", () => {
@@ -126,15 +149,21 @@ describe("outcome classification", () => {
     expect(classifyWebhook(429, "slow down", 3000)).toMatchObject({ kind: "retry", retryAfterMs: 3000 });
     expect(classifyWebhook(408, "").kind).toBe("retry");
     expect(classifyWebhook(503, "").kind).toBe("retry");
-    expect(classifyWebhook(null, "", undefined, { timedOut: false, message: "ECONNREFUSED" }).kind).toBe("retry");
-    expect(classifyWebhook(404, "no such hook")).toMatchObject({ kind: "permanent", error: "HTTP 404: no such hook" });
+    expect(classifyWebhook(null, "", undefined, { timedOut: false, message: "ECONNREFUSED" }).kind).toBe(
+      "retry",
+    );
+    expect(classifyWebhook(404, "no such hook")).toMatchObject({
+      kind: "permanent",
+      error: "HTTP 404: no such hook",
+    });
     expect(classifyWebhook(410, "").kind).toBe("permanent");
   });
 });
 
 describe("secrets stay out of errors", () => {
   it("redacts given secrets and anything shaped like a Bot API token path", () => {
-    const msg = "error sending request for url (https://api.telegram.org/bot123456:AAH-x_y/sendMessage): refused";
+    const msg =
+      "error sending request for url (https://api.telegram.org/bot123456:AAH-x_y/sendMessage): refused";
     expect(redactSecrets(msg)).toBe(
       "error sending request for url (https://api.telegram.org/bot[REDACTED]/sendMessage): refused",
     );
@@ -144,7 +173,10 @@ describe("secrets stay out of errors", () => {
 
 describe("config drift", () => {
   it("the alerts defaults in the migration parse with the dispatcher's schema", () => {
-    const sql = readFileSync(new URL("../../supabase/migrations/20261125001100_alert_tables.sql", import.meta.url), "utf8");
+    const sql = readFileSync(
+      new URL("../../supabase/migrations/20261125001100_alert_tables.sql", import.meta.url),
+      "utf8",
+    );
     const defaults = /'(\{"enabled": true[^']*)'/.exec(sql)?.[1];
     expect(defaults).toBeDefined();
     const parsed = AlertsConfig.parse(JSON.parse(defaults!));

@@ -2,7 +2,11 @@
 // a failed acknowledgement is retried (never re-sent), a 429 pauses the chat and defers its other groups without
 // using their attempts, and permanent errors are stored with the reason and without the bot token.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type AckRecord, type AlertStore, createDispatcher } from "../../functions/_shared/alerts/dispatcher.ts";
+import {
+  type AckRecord,
+  type AlertStore,
+  createDispatcher,
+} from "../../functions/_shared/alerts/dispatcher.ts";
 import type { AlertClaim } from "../../functions/_shared/alerts/types.ts";
 import { startTelegramServer, type TelegramServer } from "../fakes/telegram-server.ts";
 import { anomaly, claim } from "./alerts-fixtures.ts";
@@ -24,7 +28,9 @@ function memoryStore(queue: AlertClaim[]) {
         return Promise.reject(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }));
       }
       acks.push(record);
-      return Promise.resolve(record.outcome === "delivered" ? "delivered" : record.outcome === "permanent" ? "dead" : "pending");
+      return Promise.resolve(
+        record.outcome === "delivered" ? "delivered" : record.outcome === "permanent" ? "dead" : "pending",
+      );
     },
     secret: () => Promise.resolve(TOKEN),
   };
@@ -41,7 +47,12 @@ describe("dispatcher", () => {
   it("retries a failed ack instead of sending again", async () => {
     const store = memoryStore([claim()]);
     store.failNextAcks(3);
-    const d = createDispatcher({ store, telegramApiUrl: tg.apiUrl, ackRetry: { baseMs: 5, maxMs: 20, giveUpMs: 5000 }, log: () => {} });
+    const d = createDispatcher({
+      store,
+      telegramApiUrl: tg.apiUrl,
+      ackRetry: { baseMs: 5, maxMs: 20, giveUpMs: 5000 },
+      log: () => {},
+    });
     const summary = await d.run({ budgetMs: 5000 });
     expect(tg.messages).toHaveLength(1);
     expect(store.acks).toHaveLength(1);
@@ -50,17 +61,20 @@ describe("dispatcher", () => {
   });
 
   it("pauses a chat on 429 and defers its next group without spending an attempt", async () => {
-    const second = claim({ claim_id: "99999999-2222-4222-8222-222222222222" }, [anomaly({ service: "payments" })]);
+    const second = claim({ claim_id: "99999999-2222-4222-8222-222222222222" }, [
+      anomaly({ service: "payments" }),
+    ]);
     const store = memoryStore([claim(), second]);
     tg.rateLimitNext(7);
     const d = createDispatcher({ store, telegramApiUrl: tg.apiUrl, log: () => {}, random: () => 0 });
     const summary = await d.run({ budgetMs: 5000 });
     expect(tg.messages).toHaveLength(0);
     expect(tg.hits).toBe(1);
-    expect(store.acks.map((a) => [a.outcome, a.statusCode, a.retryInMs && Math.round(a.retryInMs / 1000)])).toEqual([
-      ["retry", 429, 7],
-      ["deferred", undefined, 7],
-    ]);
+    expect(store.acks.map((a) => [a.outcome, a.statusCode, a.retryInMs && Math.round(a.retryInMs / 1000)]))
+      .toEqual([
+        ["retry", 429, 7],
+        ["deferred", undefined, 7],
+      ]);
     expect(summary).toMatchObject({ retried: 1, deferred: 1 });
   });
 
@@ -69,7 +83,11 @@ describe("dispatcher", () => {
     blocked.channel = { ...blocked.channel, telegram_chat_id: "-1005555" };
     const store = memoryStore([blocked]);
     await createDispatcher({ store, telegramApiUrl: tg.apiUrl, log: () => {} }).run();
-    expect(store.acks[0]).toMatchObject({ outcome: "permanent", statusCode: 403, error: "Forbidden: bot was blocked by the user" });
+    expect(store.acks[0]).toMatchObject({
+      outcome: "permanent",
+      statusCode: 403,
+      error: "Forbidden: bot was blocked by the user",
+    });
 
     const down = memoryStore([claim()]);
     await tg.stop();

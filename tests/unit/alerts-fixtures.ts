@@ -50,7 +50,10 @@ export function anomaly(over: Partial<AnomalySnapshot> = {}): AnomalySnapshot {
   };
 }
 
-export function claim(over: Partial<AlertClaim> = {}, anomalies: AnomalySnapshot[] = [anomaly()]): AlertClaim {
+export function claim(
+  over: Partial<AlertClaim> = {},
+  anomalies: AnomalySnapshot[] = [anomaly()],
+): AlertClaim {
   return {
     claim_id: "22222222-2222-4222-8222-222222222222",
     channel: {
@@ -68,7 +71,12 @@ export function claim(over: Partial<AlertClaim> = {}, anomalies: AnomalySnapshot
     idempotency_key: "ts-abc",
     attempt: 1,
     parts_sent: 0,
-    anomalies: anomalies.map((a, i) => ({ outbox_id: i + 1, event: "opened", alert_severity: a.severity, anomaly: a })),
+    anomalies: anomalies.map((a, i) => ({
+      outbox_id: i + 1,
+      event: "opened",
+      alert_severity: a.severity,
+      anomaly: a,
+    })),
     incident: {
       id: anomalies[0].incident_id,
       size: anomalies.length,

@@ -41,7 +41,11 @@ describe("splitting at 4096 characters", () => {
   });
 
   it("breaks a block bigger than a part at line boundaries and defuses a single over-long line", () => {
-    const block = ["<b>head</b>", ...Array.from({ length: 20 }, () => "y".repeat(400)), `<i>${"z".repeat(5000)}</i>`];
+    const block = [
+      "<b>head</b>",
+      ...Array.from({ length: 20 }, () => "y".repeat(400)),
+      `<i>${"z".repeat(5000)}</i>`,
+    ];
     const parts = splitMessage([block], 4096);
     for (const p of parts) expect(p.length).toBeLessThanOrEqual(4096);
     expect(parts.at(-1)!.endsWith("…")).toBe(true);
@@ -59,7 +63,9 @@ describe("formatTelegram", () => {
     expect(plain).toContain("since 2026-11-25 09:55 UTC (12 min)");
     expect(plain).toContain("culprit: inventory POST /inventory/reserve self-time 3.40 -> 23.0 ms per trace");
     expect(plain).toContain("over-represented: service.version=2.0.0 (x4.10)");
-    expect(text).toContain('<a href="https://sentinel.example.com/anomalies/11111111-1111-4111-8111-111111111111">');
+    expect(text).toContain(
+      '<a href="https://sentinel.example.com/anomalies/11111111-1111-4111-8111-111111111111">',
+    );
     expect(text).toContain("https://grafana.example.com/explore?orgId=1&amp;left=");
     expect(decodeURIComponent(text)).toContain('"query":"58aa91bffaeb569c874cd7e2a2d88453"');
   });
@@ -84,8 +90,13 @@ describe("formatTelegram", () => {
   });
 
   it("lists at most max_anomalies_per_message and splits long incidents into valid parts", () => {
-    const many = Array.from({ length: 40 }, (_, i) =>
-      anomaly({ id: `5555${String(i).padStart(4, "0")}-1111-4111-8111-111111111111`, operation: `op-${i}-${"w".repeat(250)}` })
+    const many = Array.from(
+      { length: 40 },
+      (_, i) =>
+        anomaly({
+          id: `5555${String(i).padStart(4, "0")}-1111-4111-8111-111111111111`,
+          operation: `op-${i}-${"w".repeat(250)}`,
+        }),
     );
     const c = claim({ config: { ...claim().config, max_anomalies_per_message: 25 } }, many);
     const parts = formatTelegram(c, NOW);
