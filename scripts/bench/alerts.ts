@@ -37,7 +37,8 @@ const N_CRITICAL = Number(args.critical ?? (QUICK ? 10 : 30));
 const N_SWEEP = Number(args.sweep ?? (QUICK ? 6 : 20));
 const N_BURST = Number(args.burst ?? (QUICK ? 2000 : 10_000));
 const t0 = Date.now();
-const say = (line: string) => console.log(`[bench:alerts ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
+const say = (line: string) =>
+  console.log(`[bench:alerts ${((Date.now() - t0) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 
 function quantile(values: number[], q: number): number {
   const s = [...values].sort((a, b) => a - b);
@@ -82,7 +83,9 @@ try {
   const insert = (service: string, severity: string) =>
     sql`insert into public.trace_anomalies (anomaly_type, subtype, severity, fingerprint, service, operation, detector,
                                             first_seen, last_seen, observed_value, expected_value, series_signal)
-        values ('LATENCY', 'p95', ${severity}, ${"LATENCY|p95|" + service}, ${service}, 'GET /bench', 'latency_zscore',
+        values ('LATENCY', 'p95', ${severity}, ${
+      "LATENCY|p95|" + service
+    }, ${service}, 'GET /bench', 'latency_zscore',
                 now() - interval '2 minutes', now(), 80, 20, 'latency_p95')`;
 
   // 1. critical path
@@ -93,11 +96,16 @@ try {
     await insert(service, "CRITICAL");
     critical.push((await arrival(service, 30_000)) - start);
   }
-  say(`critical path: median ${ms(quantile(critical, 0.5))}, p95 ${ms(quantile(critical, 0.95))} (n=${critical.length})`);
+  say(
+    `critical path: median ${ms(quantile(critical, 0.5))}, p95 ${
+      ms(quantile(critical, 0.95))
+    } (n=${critical.length})`,
+  );
 
   // 2. sweep path: anomalies inserted at spread-out moments, delivered by the scheduled job
   const [{ schedule }] = await sql`select schedule from anomaly.jobs where name = 'alert-dispatch'`;
-  const [{ group_wait }] = await sql`select (anomaly.config('alerts') ->> 'group_wait_seconds')::int as group_wait`;
+  const [{ group_wait }] =
+    await sql`select (anomaly.config('alerts') ->> 'group_wait_seconds')::int as group_wait`;
   say(`sweep path: ${N_SWEEP} HIGH anomalies, schedule '${schedule}', group_wait_seconds ${group_wait}`);
   const spacingMs = QUICK ? 1700 : 6000;
   const starts: [string, number][] = [];
@@ -130,8 +138,12 @@ try {
            count(*) filter (where o.status = 'pending')::int as pending,
            count(*) filter (where o.status = 'suppressed' and o.reason like 'rate limited%')::int as rate_limited
     from anomaly.alert_outbox o join public.trace_anomalies a on a.id = o.anomaly_id where a.service like 'burst-%'`;
-  say(`burst: ${N_BURST} anomalies inserted in ${ms(enqueueMs)} (${Math.round(N_BURST / (enqueueMs / 1000))}/s with ` +
-    `the trigger): ${counts.rows} outbox rows, ${counts.pending} pending, ${counts.rate_limited} rate limited`);
+  say(
+    `burst: ${N_BURST} anomalies inserted in ${ms(enqueueMs)} (${
+      Math.round(N_BURST / (enqueueMs / 1000))
+    }/s with ` +
+      `the trigger): ${counts.rows} outbox rows, ${counts.pending} pending, ${counts.rate_limited} rate limited`,
+  );
   const hookBefore = hook.received.length;
   const tgBefore = tg.messages.length;
   const drainStart = Date.now();
@@ -143,16 +155,23 @@ try {
     });
     const body = await res.json();
     if (!res.ok) throw new Error(`alert-dispatch answered ${res.status}: ${JSON.stringify(body)}`);
-    const [{ left }] = await sql`select count(*)::int as left from anomaly.alert_outbox where status in ('pending', 'sending')`;
+    const [{ left }] =
+      await sql`select count(*)::int as left from anomaly.alert_outbox where status in ('pending', 'sending')`;
     if (left === 0) break;
   }
   const drainMs = Date.now() - drainStart;
   const sent = hook.received.length - hookBefore + tg.messages.length - tgBefore;
-  say(`burst: drained ${sent} messages (${hook.received.length - hookBefore} webhook, ${tg.messages.length - tgBefore} ` +
-    `Telegram) in ${ms(drainMs)} = ${Math.round(sent / (drainMs / 1000))} messages/s`);
+  say(
+    `burst: drained ${sent} messages (${hook.received.length - hookBefore} webhook, ${
+      tg.messages.length - tgBefore
+    } ` +
+      `Telegram) in ${ms(drainMs)} = ${Math.round(sent / (drainMs / 1000))} messages/s`,
+  );
 
   const result = {
-    machine: `${os.cpus().length} CPU ${os.cpus()[0]?.model ?? ""}, ${server.embedded ? "embedded Postgres 17" : "DATABASE_URL"}`,
+    machine: `${os.cpus().length} CPU ${os.cpus()[0]?.model ?? ""}, ${
+      server.embedded ? "embedded Postgres 17" : "DATABASE_URL"
+    }`,
     critical_ms: { median: quantile(critical, 0.5), p95: quantile(critical, 0.95), n: critical.length },
     sweep_ms: {
       median: quantile(sweep, 0.5),
@@ -178,10 +197,26 @@ try {
   console.log("");
   console.log("| path | figure |");
   console.log("|---|---|");
-  console.log(`| CRITICAL: insert -> Telegram (trigger, pg_net, function) | median ${ms(result.critical_ms.median)}, p95 ${ms(result.critical_ms.p95)} |`);
-  console.log(`| sweep ('${schedule}', group wait ${group_wait} s): insert -> Telegram | median ${ms(result.sweep_ms.median)}, p95 ${ms(result.sweep_ms.p95)} |`);
-  console.log(`| burst of ${N_BURST}: insert with the trigger | ${Math.round(result.burst.enqueue_per_s)} anomalies/s (${result.burst.outbox_rows} outbox rows, ${result.burst.rate_limited} rate limited) |`);
-  console.log(`| burst: outbox drained by alert-dispatch | ${Math.round(result.burst.messages_per_s)} messages/s (${sent} messages) |`);
+  console.log(
+    `| CRITICAL: insert -> Telegram (trigger, pg_net, function) | median ${
+      ms(result.critical_ms.median)
+    }, p95 ${ms(result.critical_ms.p95)} |`,
+  );
+  console.log(
+    `| sweep ('${schedule}', group wait ${group_wait} s): insert -> Telegram | median ${
+      ms(result.sweep_ms.median)
+    }, p95 ${ms(result.sweep_ms.p95)} |`,
+  );
+  console.log(
+    `| burst of ${N_BURST}: insert with the trigger | ${
+      Math.round(result.burst.enqueue_per_s)
+    } anomalies/s (${result.burst.outbox_rows} outbox rows, ${result.burst.rate_limited} rate limited) |`,
+  );
+  console.log(
+    `| burst: outbox drained by alert-dispatch | ${
+      Math.round(result.burst.messages_per_s)
+    } messages/s (${sent} messages) |`,
+  );
   await sql.end();
 } catch (err) {
   console.error(err);

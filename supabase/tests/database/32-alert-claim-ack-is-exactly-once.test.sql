@@ -1,5 +1,6 @@
--- 32: claim and ack: a claim takes due rows (and the rest of their group) with a lease; what another transaction
--- holds is skipped; an expired lease makes rows claimable again; ack moves rows by outcome (delivered, retry with
+-- 32: claim and ack: a claim takes due rows (and the rest of their group) with a lease; leased rows are not claimed
+-- again (the lock race of concurrent dispatchers is tests/integration/alert-dispatch.test.ts); an expired lease makes
+-- rows claimable again; ack moves rows by outcome (delivered, retry with
 -- backoff, dead after max_attempts, permanent, deferred without using an attempt), is idempotent per claim and
 -- stale after a takeover; dead rows are re-driven by hand (TSA02 for anything else).
 begin;
