@@ -333,22 +333,24 @@ comment on table anomaly.alert_deliveries is
 create index alert_deliveries_channel_idx on anomaly.alert_deliveries (channel_id, created_at desc);
 create index alert_deliveries_created_idx on anomaly.alert_deliveries (created_at);
 
--- ============================================================== per-channel rate windows
-create table anomaly.alert_rate_windows (
+-- ============================================================== per-channel rate slots
+create table anomaly.alert_rate_slots (
   channel_id uuid not null references anomaly.notification_channels (id) on delete cascade,
   window_start timestamptz not null,
-  messages integer not null default 0,
-  primary key (channel_id, window_start)
+  n integer not null,
+  primary key (channel_id, window_start, n)
 );
-comment on table anomaly.alert_rate_windows is
-  'Messages enqueued per channel per clock minute (fixed windows), for max_per_minute. Internal to the enqueue trigger.';
+comment on table anomaly.alert_rate_slots is
+  'Messages enqueued per channel per clock minute, for max_per_minute: the k-th new message of a minute inserts slot '
+  'n = k. Insert-only (the count is max(n) through the primary key), because one counter row updated per alert would '
+  'cost quadratic time in a transaction that opens thousands of anomalies. Internal to the enqueue trigger.';
 
 -- ============================================================== row level security and grants
 alter table anomaly.notification_channels enable row level security;
 alter table anomaly.silences enable row level security;
 alter table anomaly.alert_outbox enable row level security;
 alter table anomaly.alert_deliveries enable row level security;
-alter table anomaly.alert_rate_windows enable row level security;
+alter table anomaly.alert_rate_slots enable row level security;
 
 create policy "Operators, analysts and admins read channels"
   on anomaly.notification_channels for select to authenticated
@@ -389,7 +391,7 @@ grant select, insert, update, delete on anomaly.notification_channels to authent
 grant select, insert, update on anomaly.silences to authenticated;
 grant select on anomaly.alert_outbox, anomaly.alert_deliveries to authenticated;
 grant select, insert, update, delete on anomaly.notification_channels, anomaly.silences, anomaly.alert_outbox,
-  anomaly.alert_deliveries, anomaly.alert_rate_windows to service_role;
+  anomaly.alert_deliveries, anomaly.alert_rate_slots to service_role;
 
 grant execute on function anomaly.tg_notification_channels__validate(), anomaly.tg_silences__validate()
   to authenticated, service_role;

@@ -156,14 +156,19 @@ begin
 
     -- Rate limit: a new message (not one joining a waiting group) takes a slot of this minute.
     if v_reason is null and v_group_due is null then
-      insert into anomaly.alert_rate_windows as w (channel_id, window_start, messages)
-      values (v_ch.id, v_window, 1)
-      on conflict (channel_id, window_start) do update set messages = w.messages + 1
-      returning w.messages into v_count;
-      if v_count > v_ch.max_per_minute then
-        v_reason := format('rate limited: more than max_per_minute = %s messages on this channel in the minute from %s',
-                           v_ch.max_per_minute, v_window);
-      end if;
+      loop
+        select coalesce(max(r.n), 0) into v_count from anomaly.alert_rate_slots r
+        where r.channel_id = v_ch.id and r.window_start = v_window;
+        if v_count >= v_ch.max_per_minute then
+          v_reason := format('rate limited: more than max_per_minute = %s messages on this channel in the minute from %s',
+                             v_ch.max_per_minute, v_window);
+          exit;
+        end if;
+        -- a concurrent enqueue that took the same slot makes this insert a no-op: count again
+        insert into anomaly.alert_rate_slots (channel_id, window_start, n) values (v_ch.id, v_window, v_count + 1)
+        on conflict do nothing;
+        exit when found;
+      end loop;
     end if;
 
     v_due := case

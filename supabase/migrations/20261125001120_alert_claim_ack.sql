@@ -31,13 +31,45 @@ declare
   v_cfg jsonb := anomaly.config('alerts');
   v_limit integer := coalesce(p_limit, (v_cfg ->> 'claim_batch')::integer);
   v_lease interval := make_interval(secs => (v_cfg ->> 'lease_seconds')::integer);
+  v_heads bigint[];
+  v_ids bigint[];
 begin
   if v_limit < 1 or v_limit > 1000 then
     raise exception using errcode = 'TSA02', message = 'claim_alerts takes between 1 and 1000 groups',
       detail = format('got %s', v_limit), hint = 'Leave p_limit null to use alerts.claim_batch.';
   end if;
 
-  -- A silence created while a row waited (grouping delay, backoff) still applies.
+  -- 1. Heads: rows whose lease ran out (a dispatcher died), then due pending rows, each through its partial index,
+  --    locked with SKIP LOCKED so concurrent dispatchers take disjoint rows. Cost O(limit), not O(backlog).
+  select coalesce(array_agg(x.id), '{}') into v_heads from (
+    select o.id from anomaly.alert_outbox o
+    where o.status = 'sending' and o.lease_until < now()
+    order by o.lease_until
+    limit v_limit
+    for update skip locked) x;
+  select v_heads || coalesce(array_agg(x.id), '{}') into v_heads from (
+    select o.id from anomaly.alert_outbox o
+    where o.status = 'pending' and o.due_at <= now()
+    order by o.due_at, o.id
+    limit greatest(v_limit - cardinality(v_heads), 0)
+    for update skip locked) x;
+  if cardinality(v_heads) = 0 then
+    return;
+  end if;
+
+  -- 2. The rest of each head's group (rows that joined while it waited, rows in a backoff with it).
+  select array_agg(distinct x.id) into v_ids from (
+    select unnest(v_heads) as id
+    union all
+    select m.id from (
+      select o.id from anomaly.alert_outbox o
+      join (select distinct h.channel_id, h.group_key from anomaly.alert_outbox h where h.id = any (v_heads)) g
+        on g.channel_id = o.channel_id and g.group_key = o.group_key
+      where o.status = 'pending' or (o.status = 'sending' and o.lease_until < now())
+      for update of o skip locked) m) x;
+
+  -- 3. What changed while the rows waited: a silence or maintenance window created since (the row says which), or
+  --    the channel disabled. Resolved notices are not silenced: the firing alert went out.
   update anomaly.alert_outbox o
      set status = 'suppressed', updated_at = now(),
          reason = format('%s %s by %s until %s: %s (created after the alert was queued)',
@@ -45,43 +77,27 @@ begin
                          s.id, s.author, s.ends_at, s.comment)
     from public.trace_anomalies a,
          lateral anomaly.matching_silence(a.anomaly_type, a.subtype, a.service, a.severity) s
-   where o.status = 'pending' and o.due_at <= now() and a.id = o.anomaly_id and s.id is not null
+   where o.id = any (v_ids) and o.status = 'pending' and a.id = o.anomaly_id and s.id is not null
      and o.event <> 'resolved';
-
-  -- A channel disabled while its rows waited sends nothing more; the rows say why.
   update anomaly.alert_outbox o
      set status = 'suppressed', updated_at = now(), reason = 'channel disabled before the alert was sent'
     from anomaly.notification_channels c
-   where o.status = 'pending' and o.due_at <= now() and c.id = o.channel_id and not c.enabled;
+   where o.id = any (v_ids) and o.status = 'pending' and c.id = o.channel_id and not c.enabled;
 
+  -- 4. Lease them, one claim id per group, and return the groups.
   return query
-  with heads as (
-    select o.id, o.channel_id, o.group_key
-    from anomaly.alert_outbox o
-    where (o.status = 'pending' and o.due_at <= now())
-       or (o.status = 'sending' and o.lease_until < now())
-    order by o.due_at, o.id
-    limit v_limit
-    for update skip locked
-  ),
-  groups as (
-    select g.channel_id, g.group_key, gen_random_uuid() as claim_id
-    from (select distinct h.channel_id, h.group_key from heads h) g
-  ),
-  members as (
-    -- the rest of each group: rows that joined while it waited, and rows in a backoff with it
-    select o.id from anomaly.alert_outbox o
-    join groups g on g.channel_id = o.channel_id and g.group_key = o.group_key
-    where o.status = 'pending' or (o.status = 'sending' and o.lease_until < now())
-    for update of o skip locked
+  with groups as materialized (
+    select d.channel_id, d.group_key, gen_random_uuid() as claim_id
+    from (select distinct o.channel_id, o.group_key from anomaly.alert_outbox o
+          where o.id = any (v_ids) and o.status in ('pending', 'sending')) d
   ),
   claimed as (
     update anomaly.alert_outbox o
        set status = 'sending', claim_id = g.claim_id, claimed_by = p_dispatcher, lease_until = now() + v_lease,
            attempts = o.attempts + 1, updated_at = now()
       from groups g
-     where g.channel_id = o.channel_id and g.group_key = o.group_key
-       and o.id in (select h.id from heads h union select m.id from members m)
+     where o.id = any (v_ids) and o.status in ('pending', 'sending')
+       and g.channel_id = o.channel_id and g.group_key = o.group_key
     returning o.*
   )
   select g.claim_id,
@@ -111,10 +127,10 @@ begin
 end
 $$;
 comment on function anomaly.claim_alerts(text, integer) is
-  'Claims up to p_limit (default alerts.claim_batch) due groups for dispatcher p_dispatcher: due pending rows and '
-  'rows whose lease expired are locked with FOR UPDATE SKIP LOCKED, joined by the other pending rows of their group, '
-  'and marked sending with a lease of alerts.lease_seconds and attempts + 1. Pending rows now matched by a silence '
-  'and rows of disabled channels are suppressed first. Returns one anomaly.alert_claim per group; acknowledge each with anomaly.ack_alert.';
+  'Claims up to p_limit (default alerts.claim_batch) due groups for dispatcher p_dispatcher: rows whose lease expired '
+  'and due pending rows are locked with FOR UPDATE SKIP LOCKED, joined by the other pending rows of their group, '
+  'and marked sending with a lease of alerts.lease_seconds and attempts + 1. Claimed rows now matched by a silence '
+  'or belonging to a disabled channel are suppressed instead. Returns one anomaly.alert_claim per group; acknowledge each with anomaly.ack_alert.';
 
 create function anomaly.ack_alert(
   p_claim_id uuid,

@@ -17,13 +17,13 @@ begin
   get diagnostics v_outbox = row_count;
   delete from anomaly.alert_deliveries where created_at < v_cutoff;
   get diagnostics v_deliveries = row_count;
-  delete from anomaly.alert_rate_windows where window_start < now() - interval '1 hour';
+  delete from anomaly.alert_rate_slots where window_start < now() - interval '1 hour';
   return v_outbox + v_deliveries;
 end
 $$;
 comment on function anomaly.prune_alerts() is
   'Deletes delivered and suppressed outbox rows and delivery history older than alerts.retention_days, and old '
-  'rate windows; pending and dead rows are kept. Returns the rows deleted.';
+  'rate slots; pending and dead rows are kept. Returns the rows deleted.';
 grant execute on function anomaly.prune_alerts() to service_role;
 
 insert into anomaly.jobs (name, schedule, kind, command, body, timeout_ms, description) values
