@@ -50,6 +50,11 @@ begin
   select v_heads || coalesce(array_agg(x.id), '{}') into v_heads from (
     select o.id from anomaly.alert_outbox o
     where o.status = 'pending' and o.due_at <= now()
+      -- a resolved notice never overtakes its alert: it waits while the anomaly's firing row is unsent
+      and (o.event <> 'resolved' or not exists (
+            select 1 from anomaly.alert_outbox f
+            where f.anomaly_id = o.anomaly_id and f.channel_id = o.channel_id and f.event <> 'resolved'
+              and f.status in ('pending', 'sending')))
     order by o.due_at, o.id
     limit greatest(v_limit - cardinality(v_heads), 0)
     for update skip locked) x;
@@ -65,7 +70,11 @@ begin
       select o.id from anomaly.alert_outbox o
       join (select distinct h.channel_id, h.group_key from anomaly.alert_outbox h where h.id = any (v_heads)) g
         on g.channel_id = o.channel_id and g.group_key = o.group_key
-      where o.status = 'pending' or (o.status = 'sending' and o.lease_until < now())
+      where (o.status = 'pending' or (o.status = 'sending' and o.lease_until < now()))
+        and (o.event <> 'resolved' or not exists (
+              select 1 from anomaly.alert_outbox f
+              where f.anomaly_id = o.anomaly_id and f.channel_id = o.channel_id and f.event <> 'resolved'
+                and f.status in ('pending', 'sending')))
       for update of o skip locked) m) x;
 
   -- 3. What changed while the rows waited: a silence or maintenance window created since (the row says which), or
@@ -123,14 +132,16 @@ begin
   join claimed cl on cl.claim_id = g.claim_id
   join anomaly.notification_channels c on c.id = g.channel_id
   join public.trace_anomalies a on a.id = cl.anomaly_id
-  group by g.claim_id, g.group_key, c.id;
+  group by g.claim_id, g.group_key, c.id
+  order by min(cl.id);
 end
 $$;
 comment on function anomaly.claim_alerts(text, integer) is
   'Claims up to p_limit (default alerts.claim_batch) due groups for dispatcher p_dispatcher: rows whose lease expired '
   'and due pending rows are locked with FOR UPDATE SKIP LOCKED, joined by the other pending rows of their group, '
   'and marked sending with a lease of alerts.lease_seconds and attempts + 1. Claimed rows now matched by a silence '
-  'or belonging to a disabled channel are suppressed instead. Returns one anomaly.alert_claim per group; acknowledge each with anomaly.ack_alert.';
+  'or belonging to a disabled channel are suppressed instead; a resolved notice waits until its anomaly''s alert on '
+  'the channel is no longer pending or sending. Returns one anomaly.alert_claim per group, oldest first; acknowledge each with anomaly.ack_alert.';
 
 create function anomaly.ack_alert(
   p_claim_id uuid,

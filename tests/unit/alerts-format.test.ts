@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { formatTelegram } from "../../functions/_shared/alerts/format.ts";
 import { cutHtmlText, escapeAttr, escapeHtml, truncate } from "../../functions/_shared/alerts/html.ts";
-import { splitMessage, TELEGRAM_LIMIT } from "../../functions/_shared/alerts/split.ts";
+import { splitMessage, TELEGRAM_LIMIT, visibleLength } from "../../functions/_shared/alerts/split.ts";
 import { parseTelegramHtml } from "../fakes/telegram-server.ts";
 import { anomaly, claim } from "./alerts-fixtures.ts";
 
@@ -34,8 +34,8 @@ describe("splitting at 4096 characters", () => {
     const parts = splitMessage(blocks);
     expect(parts.length).toBeGreaterThan(1);
     for (const p of parts) {
-      expect(p.length).toBeLessThanOrEqual(TELEGRAM_LIMIT);
-      visible(p); // still valid HTML
+      expect(visible(p).length).toBeLessThanOrEqual(TELEGRAM_LIMIT); // what Telegram counts, parsed as it does
+      expect(visibleLength(p)).toBe(visible(p).length);
     }
     expect(parts.join("\n\n")).toBe(blocks.map((b) => b.join("\n")).join("\n\n"));
   });
@@ -47,9 +47,18 @@ describe("splitting at 4096 characters", () => {
       `<i>${"z".repeat(5000)}</i>`,
     ];
     const parts = splitMessage([block], 4096);
-    for (const p of parts) expect(p.length).toBeLessThanOrEqual(4096);
+    for (const p of parts) expect(visible(p).length).toBeLessThanOrEqual(4096);
     expect(parts.at(-1)!.endsWith("…")).toBe(true);
     parts.forEach(visible);
+  });
+
+  it("counts text as Telegram does: link targets and tags are free, an entity is one character", () => {
+    const link = `<a href="https://grafana.example.com/explore?left=${"%7B".repeat(500)}">trace</a>`;
+    expect(visibleLength(link)).toBe(5);
+    expect(visibleLength("a &amp; b &lt;c&gt;")).toBe(9);
+    const blocks = Array.from({ length: 8 }, () => [link, "x".repeat(400)]);
+    expect(splitMessage(blocks)).toHaveLength(1); // 8 x 405 visible characters fit one message
+    expect(splitMessage(blocks)[0].length).toBeGreaterThan(4096);
   });
 });
 

@@ -1,10 +1,19 @@
 // functions/_shared/alerts/split.ts — packs message blocks into Telegram-sized parts (4096 characters per message).
-// Splits only between blocks, else between lines, so no cut ever falls inside a tag or an entity; a single line
-// longer than the limit (it cannot happen with the formatter's field caps) loses its markup and is cut safely.
+// Telegram counts the text after entity parsing (tags and link targets do not count, an entity is one character),
+// so parts are measured that way. Splits only between blocks, else between lines, so no cut ever falls inside a tag
+// or an entity; a single line longer than the limit (the formatter's field caps prevent it) loses its markup and is
+// cut safely.
 import { cutHtmlText, stripTags } from "./html.ts";
 
-/** Telegram's sendMessage limit: 1-4096 characters of text after entity parsing. Raw HTML is never shorter. */
+/** Telegram's sendMessage limit: 1-4096 characters (UTF-16 code units) of text after entity parsing. */
 export const TELEGRAM_LIMIT = 4096;
+
+/** Length of Telegram HTML as Telegram counts it: without tags, each entity one character. */
+export function visibleLength(html: string): number {
+  // a numeric entity may be an astral character (two UTF-16 units): count it as two, to stay on the safe side
+  return stripTags(html).replace(/&(?:lt|gt|amp|quot);/g, "&").replace(/&#(?:\d+|x[0-9a-fA-F]+);/g, "&&")
+    .length;
+}
 
 /**
  * Packs `blocks` (each a list of lines) into parts of at most `limit` characters, blocks separated by a blank line.
@@ -15,16 +24,16 @@ export function splitMessage(blocks: string[][], limit = TELEGRAM_LIMIT): string
   let current = "";
   const push = (text: string, sep: string) => {
     if (current === "") current = text;
-    else if (current.length + sep.length + text.length <= limit) current += sep + text;
+    else if (visibleLength(current) + sep.length + visibleLength(text) <= limit) current += sep + text;
     else {
       parts.push(current);
       current = text;
     }
   };
   for (const block of blocks) {
-    const lines = block.map((l) => (l.length <= limit ? l : cutHtmlText(stripTags(l), limit)));
+    const lines = block.map((l) => (visibleLength(l) <= limit ? l : cutHtmlText(stripTags(l), limit)));
     const text = lines.join("\n");
-    if (text.length <= limit) {
+    if (visibleLength(text) <= limit) {
       push(text, "\n\n");
       continue;
     }

@@ -4,7 +4,7 @@
 -- backoff, dead after max_attempts, permanent, deferred without using an attempt), is idempotent per claim and
 -- stale after a takeover; dead rows are re-driven by hand (TSA02 for anything else).
 begin;
-select plan(18);
+select plan(20);
 
 select vault.create_secret('123456:TEST', 'tg-ops');
 insert into anomaly.notification_channels (name, kind, telegram_chat_id, secret_name, min_severity)
@@ -70,6 +70,17 @@ create temp table c5 as select * from anomaly.claim_alerts('rescuer');
 select is((select attempt from c5), 2, 'rows of a dispatcher whose lease ran out are claimed again (next attempt)');
 select is(anomaly.ack_alert((select claim_id from c4), 'delivered', 200, null, 1, null, 1, 'crashed'), 'stale',
   'the crashed dispatcher''s late ack does not touch rows taken over');
+
+-- a resolved notice never overtakes the alert it closes
+select tests.open_anomaly('orders');
+update public.trace_anomalies set status = 'RESOLVED', resolved_at = now() where service = 'orders';
+update anomaly.alert_outbox set due_at = now() where status = 'pending';
+create temp table c6 as select * from anomaly.claim_alerts('d1');
+select results_eq($$ select event from c6 where anomalies -> 0 -> 'anomaly' ->> 'service' = 'orders' $$,
+  $$ values ('firing'::text) $$, 'while the alert is unsent, only the firing group is claimed');
+select anomaly.ack_alert(claim_id, 'delivered', 200, null, 1, null, 1, 'd1') from c6;
+select results_eq($$ select event from anomaly.claim_alerts('d1') where anomalies -> 0 -> 'anomaly' ->> 'service' = 'orders' $$,
+  $$ values ('resolved'::text) $$, 'once it is delivered, the resolved notice follows');
 
 select * from finish();
 rollback;
