@@ -88,6 +88,11 @@ Deno.serve(async (req) => {
   running = run.catch(() => {});
   try {
     const summary = await run;
+    if (dispatcher.pendingAcks() > 0) {
+      // The database is away: keep retrying the acks after answering, as long as the runtime lets us.
+      const edge = (globalThis as { EdgeRuntime?: { waitUntil(p: Promise<unknown>): void } }).EdgeRuntime;
+      edge?.waitUntil(dispatcher.flushAcks(120_000));
+    }
     return json(200, { reason: parsed.data.reason, ...summary });
   } catch (err) {
     if (isTransientDbError(err)) {

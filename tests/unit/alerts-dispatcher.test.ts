@@ -61,6 +61,26 @@ describe("dispatcher", () => {
     expect(summary).toMatchObject({ claimed: 1, delivered: 1, pendingAcks: 0 });
   });
 
+  it("answers within its budget while the database is away and stores the ack later, without sending again", async () => {
+    const store = memoryStore([claim()]);
+    store.failNextAcks(25);
+    const d = createDispatcher({
+      store,
+      telegramApiUrl: tg.apiUrl,
+      ackRetry: { baseMs: 40, maxMs: 40, giveUpMs: 10_000 },
+      log: () => {},
+    });
+    const started = Date.now();
+    const summary = await d.run({ budgetMs: 300 });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(summary).toMatchObject({ claimed: 1, delivered: 0, pendingAcks: 1 });
+    expect(store.acks).toHaveLength(0);
+    await d.flushAcks(5000);
+    expect(d.pendingAcks()).toBe(0);
+    expect(store.acks.map((a) => a.outcome)).toEqual(["delivered"]);
+    expect(tg.messages).toHaveLength(1);
+  });
+
   it("pauses a chat on 429 and defers its next group without spending an attempt", async () => {
     const second = claim({ claim_id: "99999999-2222-4222-8222-222222222222" }, [
       anomaly({ service: "payments" }),

@@ -232,7 +232,8 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
     }
     const pausedUntil = new Map<string, number>(); // channel id -> when its 429 pause ends
     const secrets = new Map<string, string>();
-    while (now() < deadline) {
+    let ackLate = false;
+    while (now() < deadline && !ackLate) {
       const claims = await opts.store.claim(name, runOpts.limit);
       if (claims.length === 0) break;
       summary.claimed += claims.length;
@@ -283,7 +284,16 @@ export function createDispatcher(opts: DispatcherOptions): Dispatcher {
               : undefined,
             partsSent: outcome.partsSent ?? claim.parts_sent,
           };
-          const result = await storeAck(record);
+          // Wait for the ack while the budget lasts; past it, the ack keeps retrying in the background and this run
+          // stops claiming (the database is away anyway). The edge function hands that to EdgeRuntime.waitUntil.
+          const result = await Promise.race([
+            storeAck(record),
+            sleep(Math.max(0, deadline - now())).then(() => "late"),
+          ]);
+          if (result === "late") {
+            ackLate = true;
+            return;
+          }
           if (result === "delivered") summary.delivered++;
           else if (result === "dead") summary.dead++;
           else if (result === "stale") summary.stale++;
