@@ -109,7 +109,8 @@ begin
                due_at = case when p_anomaly.severity = 'CRITICAL' and (v_cfg ->> 'critical_immediate')::boolean
                              then least(o.due_at, now()) else o.due_at end,
                updated_at = now()
-         where o.anomaly_id = p_anomaly.id and o.channel_id = v_ch.id and o.status = 'pending'
+         where o.anomaly_id = p_anomaly.id and o.channel_id = v_ch.id and o.status in ('pending', 'sending')
+           and (case when o.status = 'pending' then true else false end) -- alert_outbox_anomaly_idx, as above
            and o.event in ('opened', 'escalated')
         returning 1
       )
@@ -155,10 +156,14 @@ begin
     end if;
 
     -- Grouping: join the incident's message that is still waiting on this channel.
-    -- (the rows of a waiting group share one due time; no min(): it would invite a scan in due_at order)
+    -- The rows of a waiting group share one due time. The query is shaped for alert_outbox_group_idx only: no min()
+    -- (it invites a scan in due_at order), and "pending" tested in a CASE, because a plain status = 'pending' lets
+    -- the planner pick the partial due index, which statistics taken while nothing was pending call tiny, and scan
+    -- every pending row of every channel (measured: 4,000 anomalies 7.9 s instead of 1.5 s).
     v_group_due := null;
     select o.due_at into v_group_due from anomaly.alert_outbox o
-    where o.group_key = v_group and o.channel_id = v_ch.id and o.status = 'pending'
+    where o.group_key = v_group and o.channel_id = v_ch.id and o.status in ('pending', 'sending')
+      and (case when o.status = 'pending' then true else false end)
     limit 1;
 
     -- Rate limit: a new message (not one joining a waiting group) takes a slot of this minute.
