@@ -7,6 +7,7 @@
 //   npm run demo                 the full demo (about a minute)
 //   npm run demo -- --smoke      a smaller run that fails (exit 1) unless both injected incidents are found and at
 //                                least one Telegram alert arrived
+//   npm run demo -- --source tempo   the same traffic through a Tempo-shaped server, pulled by tempo-ingest
 import process from "node:process";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
@@ -16,6 +17,7 @@ import { recreateDatabase } from "./local/databases.ts";
 import { ensureIngestKey, prepareDatabase } from "./local/migrate.ts";
 import { startRunner } from "./local/runner.ts";
 import { simulate } from "./simulate/index.ts";
+import { simulateThroughTempo } from "./demo/tempo-source.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -23,9 +25,11 @@ const { values: args } = parseArgs({
     minutes: { type: "string" },
     rate: { type: "string" },
     protocol: { type: "string", default: "proto" },
+    source: { type: "string", default: "otlp" },
   },
 });
 
+if (args.source !== "otlp" && args.source !== "tempo") throw new Error("--source is otlp (default) or tempo");
 const MINUTES = Number(args.minutes ?? (args.smoke ? 90 : 100));
 const RATE = Number(args.rate ?? (args.smoke ? 60 : 120));
 const REGRESSION = { service: "inventory", at: 55 };
@@ -68,21 +72,30 @@ try {
     `error_spike@${ERROR_SPIKE.at}m:service=${ERROR_SPIKE.service},rate=0.5,duration=6m`,
   ];
   say(`simulating ${MINUTES} back-dated minutes at up to ${RATE} traces/min with: ${scenarios.join("; ")}`);
-  const sim = await simulate({
-    endpoint: runner.functionUrl("otlp-ingest"),
-    key,
-    protocol: args.protocol === "json" ? "json" : "proto",
+  const simOptions = {
+    protocol: args.protocol === "json" ? "json" as const : "proto" as const,
     minutes: MINUTES,
     rate: RATE,
     seed: 7,
     scenarios,
     truthPath: ".data/demo-ground-truth.json",
-  });
-  if (!sim.ok) throw new Error(`simulation failed: ${sim.errors.join("; ")}`);
-  say(
-    `sent ${sim.traces} traces / ${sim.spans} spans through otlp-ingest ` +
-      `(${Math.round(sim.spansPerSecond)} spans/s, OpenTelemetry SDK ${args.protocol} exporter)`,
-  );
+  };
+  let sim;
+  if (args.source === "tempo") {
+    const pulled = await simulateThroughTempo({ runner, sql, simulate: simOptions, say });
+    sim = pulled.sim;
+    say(
+      `tempo-ingest pulled ${pulled.tracesFetched} traces / ${pulled.spansStaged} spans in ${pulled.invocations} ` +
+        `invocation(s) (${Math.round(pulled.spansPerSecond)} spans/s, protobuf trace-by-id)`,
+    );
+  } else {
+    sim = await simulate({ ...simOptions, endpoint: runner.functionUrl("otlp-ingest"), key });
+    if (!sim.ok) throw new Error(`simulation failed: ${sim.errors.join("; ")}`);
+    say(
+      `sent ${sim.traces} traces / ${sim.spans} spans through otlp-ingest ` +
+        `(${Math.round(sim.spansPerSecond)} spans/s, OpenTelemetry SDK ${args.protocol} exporter)`,
+    );
+  }
 
   // Roll up until every touched minute is done, then detect.
   let series = 0;

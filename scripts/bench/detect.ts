@@ -1,5 +1,5 @@
 // scripts/bench/detect.ts — `npm run bench:detect`: detection-cycle time against series count. For 1k, 10k and 50k
-// service+operation series (each 5 signal series: latency p50/p95/p99, error rate, throughput; plus 4 per service:
+// service+operation series (each 3 signal series: latency p95, error rate, throughput; plus 4 per service:
 // throughput, error rate, cpu, memory) it builds the state 7 days of minute history leave in the incremental engine
 // (baselines + seasonal profiles + the trailing window of points and rollups; scripts/bench/detect/state.ts), then
 // times `select * from anomaly.detect()` over consecutive new minutes (a few operations with injected incidents, so
@@ -274,8 +274,8 @@ function out(line = ""): void {
 function header(): void {
   out(`detection-cycle benchmark: ${context}`);
   out(
-    `"series" = service+operation pairs (${OPS_PER_SERVICE} per service); each is 5 signal series (latency ` +
-      `p50/p95/p99, error rate, throughput), and each service adds 4 (throughput, error rate, cpu, memory).`,
+    `"series" = service+operation pairs (${OPS_PER_SERVICE} per service); each is 3 signal series (latency ` +
+      `p95, error rate, throughput), and each service adds 4 (throughput, error rate, cpu, memory).`,
   );
   out(
     `state: what ${HISTORY_DAYS} days of minute history leave behind (series_state with n = ${

@@ -351,7 +351,9 @@ function summarize(runs: SavedRun[], meta: { mode: string; engine: EngineInfo })
   console.log(
     "Scored as incidents: an anomaly matches an incident of its run when its type is compatible, it lies on the " +
       "incident's path (its service, an affected series, a caller's client span to it) and it was first seen from " +
-      "2 min before the incident to 10 min after it; delay = detected_at (event time live detection fires) - start.",
+      "2 min before the incident to 10 min after it; delay = detected_at (event time live detection fires) - start. " +
+      "Alerts = reported anomalies grouped by the engine's incident_id (what alerting sends as one message); " +
+      "precision, F1 and false alarms count alerts, anomaly precision counts rows.",
   );
   console.log("\nPer scenario (default configuration):");
   console.log(scenarioTable(scenarios, overall));
@@ -419,6 +421,7 @@ function summarize(runs: SavedRun[], meta: { mode: string; engine: EngineInfo })
         firstSeenMs: a.firstSeenMs,
         detectedMs: a.detectedMs,
         observedMs: a.observedMs ?? null,
+        incidentId: a.incidentId ?? null,
         detectors: a.detectors,
         reported: a.reported,
         first_seen: new Date(a.firstSeenMs).toISOString(),
@@ -444,16 +447,21 @@ function metricsJson(m: Metrics) {
     incidents: m.incidents,
     detected: m.detected,
     recall: r3(m.recall),
-    anomalies: m.anomalies,
+    alerts: m.alerts,
     true_positives: m.truePositives,
     false_positives: m.falsePositives,
     precision: r3(m.precision),
     f1: r3(m.f1),
+    anomalies: m.anomalies,
+    anomaly_true_positives: m.anomalyTruePositives,
+    anomaly_precision: r3(m.anomalyPrecision),
+    anomaly_f1: r3(m.anomalyF1),
     median_delay_minutes: m.medianDelayMs === null ? null : r3(m.medianDelayMs / 60_000),
     p90_delay_minutes: m.p90DelayMs === null ? null : r3(m.p90DelayMs / 60_000),
     median_cycle_delay_minutes: m.medianCycleDelayMs === null ? null : r3(m.medianCycleDelayMs / 60_000),
     delays_minutes: m.delaysMs.map((d) => r3(d / 60_000)),
     alerts_per_incident: r3(m.alertsPerIncident),
+    anomalies_per_incident: r3(m.anomaliesPerIncident),
     clean_days: m.cleanDays,
     clean_false_alarms: m.cleanFalseAlarms,
     false_alarms_per_clean_day: r3(m.falseAlarmsPerCleanDay),

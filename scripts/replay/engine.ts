@@ -96,6 +96,8 @@ export interface EngineCaps {
   migrations: string[];
   /** public.trace_anomalies.detected_event_at exists (the engine records when live detection would fire). */
   detectedEventAt: boolean;
+  /** public.trace_anomalies.incident_id exists (anomalies of one incident share it). */
+  incidents: boolean;
   /** anomaly.detector_hits (per-detector, per-bucket hits) and its columns, or null. */
   hits: HitsTable | null;
   /** The detector registry table, or null. */
@@ -152,6 +154,7 @@ export async function engineCaps(sql: Sql): Promise<EngineCaps> {
   return {
     migrations,
     detectedEventAt: anomalyCols.includes("detected_event_at"),
+    incidents: anomalyCols.includes("incident_id"),
     hits,
     registry,
     latenessSeconds: lateness ?? 60,
@@ -244,6 +247,7 @@ interface AnomalyRow {
   first_seen: Date;
   explanation: Record<string, unknown>;
   detected_event_at?: Date | null;
+  incident_id?: string | null;
 }
 
 /**
@@ -256,11 +260,19 @@ export async function readAnomalies(
   caps: EngineCaps,
   observed: Map<string, number> = new Map(),
 ): Promise<
-  Array<ReplayAnomaly & { id: string; detectedMs: number; firstSeenMs: number; observedMs: number | null }>
+  Array<
+    ReplayAnomaly & {
+      id: string;
+      detectedMs: number;
+      firstSeenMs: number;
+      observedMs: number | null;
+      incidentId: string | null;
+    }
+  >
 > {
   const rows = await sql.unsafe<AnomalyRow[]>(
     `select id::text, anomaly_type, subtype, service, operation, severity, score, detector, first_seen, explanation
-            ${caps.detectedEventAt ? ", detected_event_at" : ""}
+            ${caps.detectedEventAt ? ", detected_event_at" : ""}${caps.incidents ? ", incident_id::text" : ""}
      from public.trace_anomalies order by first_seen, service, operation, anomaly_type, id`,
   );
   const out = rows.map((r) => {
@@ -283,6 +295,7 @@ export async function readAnomalies(
       detectedMs,
       firstSeenMs,
       observedMs: observed.get(r.id) ?? null,
+      incidentId: r.incident_id ?? null,
     };
   });
   return out.sort((a, b) => a.detectedMs - b.detectedMs || a.firstSeenMs - b.firstSeenMs);

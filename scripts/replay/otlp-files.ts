@@ -4,11 +4,14 @@
 // names, `instrumentationLibrarySpans`), normalised to the OTLP/JSON shape and decoded with the ingest codec. Pure.
 
 import {
-  base64ToHex,
   OtlpDecodeError,
   type OtlpExportRequest,
   parseJsonRequest,
 } from "../../functions/_shared/otlp/codec.ts";
+import { toOtlpJson, type TraceDocShape } from "../../functions/_shared/tempo/trace.ts";
+
+export { normalizeId, toOtlpJson } from "../../functions/_shared/tempo/trace.ts";
+export type { TraceDocShape } from "../../functions/_shared/tempo/trace.ts";
 
 /** A file (or a line of it) that is not a trace document we understand. */
 export class TraceFileError extends Error {
@@ -16,68 +19,6 @@ export class TraceFileError extends Error {
     super(`${file}: ${message}`);
     this.name = "TraceFileError";
   }
-}
-
-// deno-lint-ignore no-explicit-any
-type Json = any;
-
-/** Which shape a document had (reported per file). */
-export type TraceDocShape = "otlp" | "tempo-v1" | "tempo-v2";
-
-/**
- * An id as OTLP/JSON wants it (lower-case hex of `bytes` bytes) from hex or base64 (Tempo). The two cannot be
- * confused: base64 of 16 bytes is 24 characters, of 8 bytes 12, while the hex forms are 32 and 16.
- */
-export function normalizeId(value: unknown, bytes: number): string {
-  if (value === null || value === undefined || value === "") return "";
-  if (typeof value !== "string") return String(value);
-  if (value.length === bytes * 2 && /^[0-9a-fA-F]+$/.test(value)) return value.toLowerCase();
-  try {
-    const hex = base64ToHex(value);
-    return hex.length === bytes * 2 ? hex : value;
-  } catch {
-    return value; // left for the codec/normaliser to reject with its own message
-  }
-}
-
-/** A copy of one resource-spans element with Tempo's legacy keys renamed and its ids in hex. */
-function normalizeResourceSpans(rs: Json): Json {
-  if (rs === null || typeof rs !== "object") return rs;
-  const scopes: Json[] = rs.scopeSpans ?? rs.instrumentationLibrarySpans ?? [];
-  return {
-    resource: rs.resource ?? {},
-    scopeSpans: (Array.isArray(scopes) ? scopes : []).map((ss: Json) => ({
-      scope: ss?.scope ?? ss?.instrumentationLibrary ?? {},
-      spans: (Array.isArray(ss?.spans) ? ss.spans : []).map((s: Json) =>
-        s === null || typeof s !== "object" ? s : {
-          ...s,
-          traceId: normalizeId(s.traceId, 16),
-          spanId: normalizeId(s.spanId, 8),
-          parentSpanId: normalizeId(s.parentSpanId, 8),
-        }
-      ),
-    })),
-  };
-}
-
-/** The OTLP/JSON request inside a parsed document, and its shape; null when it holds no trace data. */
-export function toOtlpJson(doc: Json): { shape: TraceDocShape; request: Json } | null {
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) return null;
-  let shape: TraceDocShape;
-  let list: Json;
-  if (Array.isArray(doc.resourceSpans)) {
-    shape = "otlp";
-    list = doc.resourceSpans;
-  } else if (Array.isArray(doc.batches)) {
-    shape = "tempo-v1";
-    list = doc.batches;
-  } else if (doc.trace && typeof doc.trace === "object") {
-    shape = "tempo-v2";
-    list = Array.isArray(doc.trace.resourceSpans) ? doc.trace.resourceSpans : doc.trace.batches ?? [];
-  } else {
-    return null;
-  }
-  return { shape, request: { resourceSpans: list.map(normalizeResourceSpans) } };
 }
 
 export interface ParsedTraceFile {

@@ -172,6 +172,7 @@ describe("evaluate", () => {
     expect(m.detected).toBe(2);
     expect(m.recall).toBeCloseTo(2 / 3, 12);
     expect(m.anomalies).toBe(7);
+    expect(m.alerts).toBe(7);
     expect(m.truePositives).toBe(3);
     expect(m.falsePositives).toBe(4);
     expect(m.precision).toBeCloseTo(3 / 7, 12);
@@ -180,6 +181,7 @@ describe("evaluate", () => {
     expect(m.medianDelayMs).toBe(4 * MIN);
     expect(m.p90DelayMs).toBeCloseTo(5.6 * MIN, 6);
     expect(m.alertsPerIncident).toBe(1.5);
+    expect(m.anomaliesPerIncident).toBe(1.5);
     expect(m.cleanDays).toBe(2);
     expect(m.cleanFalseAlarms).toBe(2);
     expect(m.falseAlarmsPerCleanDay).toBe(1);
@@ -189,6 +191,39 @@ describe("evaluate", () => {
     expect(per.get("latency_regression")).toMatchObject({ detected: 1, truePositives: 2, falsePositives: 2 });
     expect(per.get("traffic_drop")).toMatchObject({ recall: 0, precision: null, f1: null });
     expect(per.get("clean")).toMatchObject({ incidents: 0, recall: null, falseAlarmsPerCleanDay: 1 });
+  });
+
+  it("counts an engine incident as one alert: true when any of its anomalies matches, false otherwise", () => {
+    const run: RunOutcome = {
+      id: "g",
+      kind: "scenario",
+      scenario: "latency_regression",
+      days: 0,
+      incidents: [incident()],
+      anomalies: [
+        // the slow service and a caller's collateral row of another type: one alert, a true positive
+        anomaly({ incidentId: "i1" }),
+        anomaly({ incidentId: "i1", type: "RESOURCE", service: "frontend", operation: null }),
+        // an unrelated pair opening together elsewhere: one false alert
+        anomaly({ incidentId: "i2", service: "search", first: 200 }),
+        anomaly({ incidentId: "i2", service: "search", operation: "SELECT", first: 201 }),
+        // no incident recorded: an alert of its own
+        anomaly({ service: "payments", first: 300 }),
+      ],
+    };
+    const m = evaluate([run]);
+    expect(m).toMatchObject({
+      alerts: 3,
+      truePositives: 1,
+      falsePositives: 2,
+      anomalies: 5,
+      anomalyTruePositives: 1,
+    });
+    expect(m.precision).toBeCloseTo(1 / 3, 12);
+    expect(m.anomalyPrecision).toBeCloseTo(1 / 5, 12);
+    expect(m.f1).toBeCloseTo(0.5, 12);
+    const clean = evaluate([{ ...run, id: "c", kind: "clean", scenario: null, days: 1, incidents: [] }]);
+    expect(clean.cleanFalseAlarms).toBe(3);
   });
 
   it("gives null figures with nothing to score, and 0 F1 when nothing matches", () => {

@@ -1,7 +1,7 @@
 // scripts/bench/detect/state.ts — the synthetic state of `npm run bench:detect`: what 7 days of minute history
 // leave behind in the incremental detection engine, generated set-based in SQL instead of replaying the history.
 //
-// For N operations (OPS_PER_SERVICE per service) it writes anomaly.series (5 signals per operation, 4 per service),
+// For N operations (OPS_PER_SERVICE per service) it writes anomaly.series (3 signals per operation, 4 per service),
 // anomaly.series_state and anomaly.seasonal_profiles as 7 days of minutes would have left them (n = 10080, every
 // day and week slot filled with Welford n/mean/m2), and the trailing window of anomaly.operation_minutes,
 // anomaly.resource_minutes and anomaly.signal_points that the detectors read. New minutes for the timed cycles come
@@ -77,7 +77,7 @@ create table bench.services (
 create table bench.ops (
   op_id integer primary key, svc_id integer not null, service text not null, operation text not null,
   rate double precision not null, lat_c integer not null, err_p double precision not null, incident integer not null,
-  sid_err bigint, sid_p50 bigint, sid_p95 bigint, sid_p99 bigint, sid_tp bigint
+  sid_err bigint, sid_p95 bigint, sid_tp bigint
 );
 create table bench.series_stats (
   series_id bigint primary key, signal text not null, points integer not null, mu double precision not null,
@@ -116,17 +116,16 @@ begin
     select 'operation', o.service, o.operation, s.signal, p_t0 - make_interval(days => p_days),
            p_t0 - interval '1 minute'
     from bench.ops o
-    cross join unnest(array['latency_p50', 'latency_p95', 'latency_p99', 'error_rate', 'throughput']) s(signal)
+    cross join unnest(array['latency_p95', 'error_rate', 'throughput']) s(signal)
     union all
     select 'service', v.service, '', s.signal, p_t0 - make_interval(days => p_days), p_t0 - interval '1 minute'
     from bench.services v cross join unnest(array['throughput', 'error_rate', 'cpu', 'memory']) s(signal)
   ) x (scope, service, operation, signal, first_bucket, last_active_bucket)
   order by 1, 2, 3, 4;
 
-  update bench.ops o set sid_err = m.err, sid_p50 = m.p50, sid_p95 = m.p95, sid_p99 = m.p99, sid_tp = m.tp
+  update bench.ops o set sid_err = m.err, sid_p95 = m.p95, sid_tp = m.tp
   from (select service, operation, max(id) filter (where signal = 'error_rate') as err,
-               max(id) filter (where signal = 'latency_p50') as p50, max(id) filter (where signal = 'latency_p95') as p95,
-               max(id) filter (where signal = 'latency_p99') as p99, max(id) filter (where signal = 'throughput') as tp
+               max(id) filter (where signal = 'latency_p95') as p95, max(id) filter (where signal = 'throughput') as tp
         from anomaly.series where scope = 'operation' group by 1, 2) m
   where m.service = o.service and m.operation = o.operation;
   update bench.services v set sid_tp = m.tp, sid_err = m.err, sid_cpu = m.cpu, sid_mem = m.mem
@@ -151,7 +150,7 @@ declare
   v_rows integer;
 begin
   with g as materialized (
-    select o.op_id, o.svc_id, o.service, o.operation, o.sid_err, o.sid_p50, o.sid_p95, o.sid_p99, o.sid_tp,
+    select o.op_id, o.svc_id, o.service, o.operation, o.sid_err, o.sid_p95, o.sid_tp,
            case when v.deploy_at is not null and p_bucket >= v.deploy_at then v.version || '-r2' else v.version end
              as version,
            nn.n, cc.c, cc.k,
@@ -192,7 +191,7 @@ begin
     insert into anomaly.signal_points (series_id, bucket, value, n, k, exemplar_trace_id, exemplar_span_id)
     select s.series_id, p_bucket, s.value, g.n, s.k, g.tid, g.spid
     from g cross join lateral (values
-      (g.sid_p50, g.p50, null::integer), (g.sid_p95, g.p95, null), (g.sid_p99, g.p99, null),
+      (g.sid_p95, g.p95, null::integer),
       (g.sid_err, g.k::double precision / g.n, g.k), (g.sid_tp, g.n::double precision, null)
     ) s (series_id, value, k)
     where p_points
@@ -244,7 +243,8 @@ create function bench.collect_stats(p_last timestamptz) returns void language sq
 $$;
 
 -- anomaly.series_state as p_days of minutes up to p_t0 - 1 minute leave it: n, last value, EWMA mean/variance and
--- Holt level at the current level (throughput scaled by the diurnal load), no trend, CUSUM at rest; and the cursors.
+-- Holt level at the current level (throughput scaled by the diurnal load), no trend, CUSUM at rest, the rolling
+-- window from the loaded points; and the cursors.
 create function bench.fill_state(p_t0 timestamptz, p_days integer) returns void language plpgsql as $$
 declare
   v_now_load double precision := bench.load(extract(epoch from p_t0)::bigint / 60 - 1);
@@ -257,8 +257,19 @@ begin
   cross join lateral (select case when st.signal = 'throughput' then v_now_load / st.lbar else 1 end as f) f
   order by st.series_id;
 
+  -- the rolling trailing window (count, sum, sum of squares) of the last window_minutes points, as folding leaves it
+  update anomaly.series_state st set win_points = w.points, win_sum = w.sum, win_sumsq = w.sumsq
+  from (select series_id, count(*)::integer as points, sum(value) as sum, sum(value * value) as sumsq
+        from anomaly.signal_points
+        where bucket > p_t0 - interval '1 minute'
+                       - make_interval(mins => (anomaly.config('detect.baseline') ->> 'window_minutes')::integer)
+          and bucket <= p_t0 - interval '1 minute' and n > 0
+        group by 1) w
+  where w.series_id = st.series_id;
+
   insert into anomaly.detector_state (detector, last_bucket) values
-    ('engine', p_t0 - interval '1 minute'), ('signals', p_t0 - interval '1 minute')
+    ('engine', p_t0 - interval '1 minute'), ('signals', p_t0 - interval '1 minute'),
+    ('window', p_t0 - interval '1 minute')
   on conflict (detector) do update set last_bucket = excluded.last_bucket, updated_at = now();
   update anomaly.rollup_state set max_event_time = p_t0, watermark = p_t0, last_run_at = now();
 end

@@ -18,13 +18,16 @@ export function metricCells(m: Metrics): Record<string, string> {
   return {
     incidents: `${m.detected}/${m.incidents}`,
     recall: ratio(m.recall),
-    anomalies: String(m.anomalies),
+    alerts: String(m.alerts),
     "TP/FP": `${m.truePositives}/${m.falsePositives}`,
     precision: ratio(m.precision),
     F1: ratio(m.f1),
+    anomalies: String(m.anomalies),
+    "anomaly precision": ratio(m.anomalyPrecision),
     "median delay": minutes(m.medianDelayMs),
     "p90 delay": minutes(m.p90DelayMs),
     "alerts/incident": m.alertsPerIncident === null ? "-" : m.alertsPerIncident.toFixed(1),
+    "anomalies/incident": m.anomaliesPerIncident === null ? "-" : m.anomaliesPerIncident.toFixed(1),
     "false alarms/clean day": perDay(m.falseAlarmsPerCleanDay),
   };
 }
@@ -48,7 +51,10 @@ export interface DetectorRow {
 export function detectorTable(rows: DetectorRow[]): string {
   return table(
     rows.map((r) => {
-      const { "alerts/incident": _a, "p90 delay": _p, incidents, ...rest } = metricCells(r.metrics);
+      const { "alerts/incident": _a, "anomalies/incident": _n, "p90 delay": _p, incidents, ...rest } =
+        metricCells(
+          r.metrics,
+        );
       return {
         detector: r.name,
         status: r.status,
@@ -67,7 +73,7 @@ export function legacyTable(rows: Array<{ rule: string; metrics: Metrics | null 
   const cols = [
     "incidents",
     "recall",
-    "anomalies",
+    "alerts",
     "precision",
     "F1",
     "median delay",

@@ -188,6 +188,7 @@ export async function executeRun(
       firstSeenMs: r.firstSeenMs,
       detectedMs: r.detectedMs,
       observedMs: r.observedMs,
+      incidentId: r.incidentId ?? undefined,
       detectors: explanationDetectors(r.explanation, r.detector),
       reported: true,
     }));

@@ -1,6 +1,9 @@
 // scripts/bench/quality/score.ts — scoring anomalies against labelled incidents, as incidents: which anomaly matches
 // which incident (service or affected series, time window, compatible type), recall, precision, F1, detection delay,
 // distinct alerts per incident and false alarms per clean day — overall, per scenario and per detector. Pure.
+// Alerts are what people receive: the reported anomalies of one engine incident (public.trace_anomalies.incident_id,
+// a slow service and its callers) form one alert, which is a true positive when any of its anomalies matches a
+// labelled incident. Precision, F1 and false alarms count alerts; the per-anomaly figures are kept beside them.
 
 /** The ground-truth incident fields scoring needs (scripts/simulate TruthIncident has them all). */
 export interface Incident {
@@ -28,6 +31,11 @@ export interface ScoredAnomaly {
    * on the minute), when known.
    */
   observedMs?: number | null;
+  /**
+   * The engine incident it belongs to (public.trace_anomalies.incident_id); anomalies sharing it are one alert.
+   * Absent: the anomaly is an alert of its own.
+   */
+  incidentId?: string;
   /** Detectors that fired it (explanation.detectors names; for hit-derived episodes, the one detector). */
   detectors: string[];
   /**
@@ -91,22 +99,34 @@ export interface Metrics {
   detected: number;
   /** detected / incidents; null without incidents. */
   recall: number | null;
-  anomalies: number;
+  /** Alerts: anomalies grouped by engine incident (incidentId). */
+  alerts: number;
+  /** Alerts with at least one anomaly matching a labelled incident. */
   truePositives: number;
   falsePositives: number;
-  /** anomalies matching some incident / all anomalies; null without anomalies. */
+  /** Alerts matching some incident / all alerts; null without alerts. */
   precision: number | null;
+  /** F1 of recall and the alert precision. */
   f1: number | null;
+  anomalies: number;
+  /** Anomalies matching some incident. */
+  anomalyTruePositives: number;
+  /** Anomalies matching some incident / all anomalies; null without anomalies. */
+  anomalyPrecision: number | null;
+  /** F1 of recall and the anomaly precision. */
+  anomalyF1: number | null;
   /** detected_at - incident start of the earliest matching anomaly, per detected incident (ms, ascending). */
   delaysMs: number[];
   medianDelayMs: number | null;
   p90DelayMs: number | null;
   /** The same delays by the clock of the replay cycle that opened the anomaly (null when not known for all). */
   medianCycleDelayMs: number | null;
-  /** Mean number of matching anomalies per detected incident (callers of a slow service add to it). */
+  /** Mean number of matching alerts per detected incident (ideally 1: the incident's anomalies in one message). */
   alertsPerIncident: number | null;
+  /** Mean number of matching anomalies per detected incident (callers of a slow service add to it). */
+  anomaliesPerIncident: number | null;
   cleanDays: number;
-  /** Anomalies in clean runs (none can match). */
+  /** Alerts in clean runs (none can match). */
   cleanFalseAlarms: number;
   /** cleanFalseAlarms / cleanDays; null without clean runs. */
   falseAlarmsPerCleanDay: number | null;
@@ -135,6 +155,25 @@ export function incidentsOfType(type: string): (i: Incident) => boolean {
   return (i) => (COMPATIBLE_TYPES[i.anomaly_type] ?? [i.anomaly_type]).includes(type);
 }
 
+/** The reported anomalies grouped into alerts by engine incident (an anomaly without one is its own alert). */
+export function alertsOf(anomalies: ScoredAnomaly[]): ScoredAnomaly[][] {
+  const groups = new Map<string, ScoredAnomaly[]>();
+  for (const a of anomalies) {
+    const key = a.incidentId ?? `anomaly:${a.id}`;
+    const g = groups.get(key);
+    if (g) g.push(a);
+    else groups.set(key, [a]);
+  }
+  return [...groups.values()];
+}
+
+const f1Of = (recall: number | null, precision: number | null) =>
+  recall === null || precision === null
+    ? null
+    : recall + precision === 0
+    ? 0
+    : (2 * recall * precision) / (recall + precision);
+
 /**
  * Scores runs. `keep` selects the anomalies that count (e.g. one detector's); `counts` the incidents that count for
  * recall and delay (default all; e.g. only a detector's own kind). Every anomaly matching some incident of its own
@@ -150,7 +189,10 @@ export function evaluate(
   let detected = 0;
   let anomalies = 0;
   let tp = 0;
+  let alerts = 0;
+  let alertTp = 0;
   let matchedPerIncident = 0;
+  let anomaliesPerIncident = 0;
   let cleanDays = 0;
   let cleanFalseAlarms = 0;
   const delays: number[] = [];
@@ -160,16 +202,23 @@ export function evaluate(
     const kept = run.anomalies.filter(keep);
     anomalies += kept.length;
     for (const a of kept) if (run.incidents.some((i) => matches(a, i))) tp++;
+    const grouped = alertsOf(kept);
+    const falseAlerts = grouped.filter((g) =>
+      !g.some((a) => run.incidents.some((i) => matches(a, i)))
+    ).length;
+    alerts += grouped.length;
+    alertTp += grouped.length - falseAlerts;
     if (run.kind === "clean") {
       cleanDays += run.days;
-      cleanFalseAlarms += kept.filter((a) => !run.incidents.some((i) => matches(a, i))).length;
+      cleanFalseAlarms += falseAlerts;
     }
     for (const i of run.incidents.filter(counts)) {
       incidents++;
       const hits = kept.filter((a) => matches(a, i));
       if (hits.length === 0) continue;
       detected++;
-      matchedPerIncident += hits.length;
+      matchedPerIncident += alertsOf(hits).length;
+      anomaliesPerIncident += hits.length;
       delays.push(Math.min(...hits.map((a) => a.detectedMs)) - Date.parse(i.start));
       if (hits.every((a) => typeof a.observedMs === "number")) {
         cycleDelays.push(Math.min(...hits.map((a) => a.observedMs as number)) - Date.parse(i.start));
@@ -179,26 +228,27 @@ export function evaluate(
   delays.sort((a, b) => a - b);
   cycleDelays.sort((a, b) => a - b);
   const recall = incidents ? detected / incidents : null;
-  const precision = anomalies ? tp / anomalies : null;
-  const f1 = recall === null || precision === null
-    ? null
-    : recall + precision === 0
-    ? 0
-    : (2 * recall * precision) / (recall + precision);
+  const precision = alerts ? alertTp / alerts : null;
+  const anomalyPrecision = anomalies ? tp / anomalies : null;
   return {
     incidents,
     detected,
     recall,
-    anomalies,
-    truePositives: tp,
-    falsePositives: anomalies - tp,
+    alerts,
+    truePositives: alertTp,
+    falsePositives: alerts - alertTp,
     precision,
-    f1,
+    f1: f1Of(recall, precision),
+    anomalies,
+    anomalyTruePositives: tp,
+    anomalyPrecision,
+    anomalyF1: f1Of(recall, anomalyPrecision),
     delaysMs: delays,
     medianDelayMs: quantile(delays, 0.5),
     p90DelayMs: quantile(delays, 0.9),
     medianCycleDelayMs: cycleKnown ? quantile(cycleDelays, 0.5) : null,
     alertsPerIncident: detected ? matchedPerIncident / detected : null,
+    anomaliesPerIncident: detected ? anomaliesPerIncident / detected : null,
     cleanDays,
     cleanFalseAlarms,
     falseAlarmsPerCleanDay: cleanDays > 0 ? cleanFalseAlarms / cleanDays : null,

@@ -1,7 +1,7 @@
 -- 14: anomalies that open together on services that call each other share one incident (the root's id); an
 -- unrelated service, a later start outside the window, or grouping turned off each start their own incident.
 begin;
-select plan(8);
+select plan(9);
 
 insert into anomaly.service_edge_minutes (caller_service, callee_service, bucket, call_count, error_count, duration_sum_ms)
 values ('frontend', 'checkout', '2026-03-01 09:30+00', 10, 0, 100),
@@ -34,7 +34,14 @@ select is((select incident_id from public.trace_anomalies where id = (select sam
 select is((select incident_id from public.trace_anomalies where id = (select unrelated from ids)),
   (select unrelated from ids), 'a service with no calls to the incident''s services starts its own');
 select is((select incident_id from public.trace_anomalies where id = (select too_late from ids)),
-  (select too_late from ids), 'an anomaly starting outside window_minutes starts its own');
+  (select too_late from ids), 'an anomaly starting more than window_minutes after the others were last seen starts its own');
+
+-- an incident whose anomalies ended a few minutes ago still takes a related late-comer (errors after a slowdown)
+update public.trace_anomalies set status = 'RESOLVED', resolved_at = now(), last_seen = '2026-03-01 10:06+00'
+where incident_id = (select root from ids);
+create temp table late as select tests.anomaly('frontend', '2026-03-01 10:12+00', 'ERROR_RATE') as id;
+select is((select incident_id from public.trace_anomalies where id = (select id from late)), (select root from ids),
+  'a related anomaly 6 minutes after the incident ended joins it');
 
 insert into public.anomaly_detection_config (key, value) values ('detect.incidents', '{"window_minutes": 0}');
 create temp table ungrouped as select tests.anomaly('checkout', '2026-03-01 10:01+00', 'THROUGHPUT') as id;
