@@ -90,7 +90,7 @@ export function formatTelegram(
       : `${ICON[worstSeverity(items)]} <b>Incident</b>: ${size} related anomal${
         size === 1 ? "y" : "ies"
       } on ${t(services.join(", "))}` +
-        (incident && incident.size > items.length ? ` (${items.length} new in this message)` : "");
+        (incident && incident.size > items.length ? ` (${items.length} of them in this alert)` : "");
     blocks.push([header]);
   }
   for (const item of shown) blocks.push(anomalyBlock(item, claim, now));
