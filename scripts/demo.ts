@@ -1,14 +1,17 @@
 // scripts/demo.ts — `npm run demo`: the whole pipeline end to end on the embedded Postgres 17 (or DATABASE_URL).
 // Boots the database and the local runner, applies the migrations with the Supabase CLI, sends 100 back-dated
 // minutes of shop traffic through the real otlp-ingest function with the OpenTelemetry SDK (a latency
-// regression after a deploy and an error spike injected), runs rollup and detection, prints the anomalies, exits.
+// regression after a deploy and an error spike injected), runs rollup and detection, prints the anomalies and the
+// Telegram alerts that reached a local Bot API stand-in (scripts/demo/alerts.ts), exits.
 //
 //   npm run demo                 the full demo (about a minute)
-//   npm run demo -- --smoke      a smaller run that fails (exit 1) unless both injected incidents are found
+//   npm run demo -- --smoke      a smaller run that fails (exit 1) unless both injected incidents are found and at
+//                                least one Telegram alert arrived
 //   npm run demo -- --source tempo   the same traffic through a Tempo-shaped server, pulled by tempo-ingest
 import process from "node:process";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { startDemoAlerts } from "./demo/alerts.ts";
 import { startDatabase } from "./local/database.ts";
 import { recreateDatabase } from "./local/databases.ts";
 import { ensureIngestKey, prepareDatabase } from "./local/migrate.ts";
@@ -36,6 +39,7 @@ const say = (line: string) =>
   console.log(`[demo ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}`);
 
 const server = await startDatabase({ log: say });
+const alerts = await startDemoAlerts();
 let runner: Awaited<ReturnType<typeof startRunner>> | undefined;
 let exitCode = 0;
 const functionLog: string[] = []; // the runner's and functions' output, shown when something fails
@@ -53,6 +57,7 @@ try {
   runner = await startRunner({
     dbUrl: url,
     port: Number(process.env.TS_RUNNER_PORT || 54321),
+    env: alerts.env,
     log: (line) => {
       functionLog.push(line);
       if (functionLog.length > 200) functionLog.shift();
@@ -60,6 +65,7 @@ try {
     },
   });
   say(`local runner at ${runner.url} serving ${runner.functions().map((f) => f.name).join(", ")}`);
+  await alerts.configure(sql, runner.url);
 
   const scenarios = [
     `latency_regression@${REGRESSION.at}m:service=${REGRESSION.service},factor=3`,
@@ -154,6 +160,10 @@ try {
   say(`latency regression on ${REGRESSION.service}: ${regressionFound ? "detected" : "MISSED"}`);
   say(`error spike on ${ERROR_SPIKE.service}: ${spikeFound ? "detected" : "MISSED"}`);
   if (!regressionFound || !spikeFound) exitCode = 1;
+  alerts.print(await alerts.deliver(sql, runner));
+  console.log("");
+  say(`alerts: ${alerts.messages.length} Telegram messages arrived`);
+  if (alerts.messages.length === 0) exitCode = 1;
   await sql.end();
   say(`done; the runner served ${runner.url}; stopping everything`);
 } catch (err) {
@@ -164,6 +174,7 @@ try {
   exitCode = 1;
 } finally {
   await runner?.stop();
+  await alerts.stop();
   await server.stop();
 }
 process.exit(exitCode);
