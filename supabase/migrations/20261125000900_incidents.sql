@@ -1,19 +1,20 @@
 -- 20261125000900_incidents.sql — anomalies that open together on related services form one incident.
 -- When a downstream service slows down or fails, its callers see it too and open their own anomalies. Those are
 -- the same incident, not new ones: every anomaly carries incident_id, the id of the incident's first (root) anomaly.
--- An anomaly joins an incident when one of the incident's anomalies was active (first_seen .. last_seen) within
--- detect.incidents.window_minutes of its start, on the same service or on a service it calls or is called by
--- (anomaly.service_edge_minutes).
+-- An anomaly joins an incident when one of the incident's anomalies opened within detect.incidents.window_minutes of
+-- it, on the same service or on a service it calls or is called by (anomaly.service_edge_minutes). Opening together
+-- is the test, not overlapping: a regression that stays open for an hour must not swallow an unrelated error spike
+-- on a neighbour half an hour later (the demo injects exactly that).
 -- Alerting sends one message per incident; the quality benchmark scores incidents.
 
 insert into anomaly.config_keys (key, spec, defaults, description) values (
   'detect.incidents',
   '{"window_minutes": {"type": "integer", "min": 0, "max": 120},
     "edge_lookback_minutes": {"type": "integer", "min": 1, "max": 1440}}',
-  '{"window_minutes": 10, "edge_lookback_minutes": 60}',
-  'Incident grouping: a new anomaly joins the incident of an anomaly active (first_seen .. last_seen) within '
-  'window_minutes of its start on the same service or on a service it calls or is called by (calls seen in the '
-  'edge_lookback_minutes before it started). window_minutes = 0 turns grouping off (every anomaly is its own incident).'
+  '{"window_minutes": 5, "edge_lookback_minutes": 60}',
+  'Incident grouping: a new anomaly joins the incident of an anomaly that opened at most window_minutes before or '
+  'after it on the same service or on a service it calls or is called by (calls seen in the edge_lookback_minutes '
+  'before it started). window_minutes = 0 turns grouping off (every anomaly is its own incident).'
 );
 
 alter table public.trace_anomalies add column incident_id uuid;
@@ -49,9 +50,8 @@ begin
     from public.trace_anomalies a
     where a.incident_id is not null
       and a.id is distinct from p_exclude
-      -- active (first_seen .. last_seen) within window_minutes of the new anomaly's start
-      and a.first_seen <= p_first_seen + v_window
-      and a.last_seen >= p_first_seen - v_window
+      -- opened within window_minutes of the new anomaly (open or already resolved)
+      and a.first_seen between p_first_seen - v_window and p_first_seen + v_window
       and a.service in (select service from neighbours)
     order by a.first_seen, a.created_at, a.id
     limit 1);
@@ -59,8 +59,8 @@ end
 $$;
 comment on function anomaly.related_incident(text, timestamptz, uuid) is
   'The incident an anomaly of p_service starting at p_first_seen belongs to (see detect.incidents), or null when it '
-  'starts a new one: that of the earliest anomaly active (first_seen .. last_seen) within window_minutes of '
-  'p_first_seen on the same service or a direct caller/callee (anomaly.service_edge_minutes).';
+  'starts a new one: that of the earliest anomaly that opened within window_minutes of p_first_seen on the same '
+  'service or a direct caller/callee (anomaly.service_edge_minutes).';
 
 create function anomaly.tg_trace_anomalies__incident()
 returns trigger

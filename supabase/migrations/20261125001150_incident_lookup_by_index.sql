@@ -3,11 +3,11 @@
 -- walk trace_anomalies_incident_idx over every anomaly in the time window; when detection (or a replay, or
 -- `npm run bench:alerts`) opens thousands of anomalies in one transaction they all share that window, so each insert
 -- read all the others: quadratic (2,000 then 4,000 anomalies in one session: 1.4 s then 7.9 s; 10,000: about 70 s).
--- The same lookup now starts from the related services and reads, per service, only the anomalies still active near
--- the new one's start, through a (service, last_seen) index. Same signature, same answer (the earliest anomaly active
--- within window_minutes on a related service; pgTAP 14 checks it), only the access path changes.
+-- The same lookup now starts from the related services and reads, per service, only the anomalies that opened near
+-- the new one's start, through a (service, first_seen) index. Same signature, same answer (the earliest anomaly that
+-- opened within window_minutes on a related service; pgTAP 14 checks it), only the access path changes.
 
-create index trace_anomalies_service_last_seen_idx on public.trace_anomalies (service, last_seen);
+create index trace_anomalies_service_first_seen_idx on public.trace_anomalies (service, first_seen);
 
 create or replace function anomaly.related_incident(
   p_service text, p_first_seen timestamptz, p_exclude uuid default null)
@@ -38,12 +38,11 @@ begin
     select c.incident_id
     from neighbours n
     cross join lateral (
-      -- active (first_seen .. last_seen) within window_minutes of the new anomaly's start, on this service
+      -- opened within window_minutes of the new anomaly, on this service
       select a.incident_id, a.first_seen, a.created_at, a.id
       from public.trace_anomalies a
       where a.service = n.service
-        and a.last_seen >= p_first_seen - v_window
-        and a.first_seen <= p_first_seen + v_window
+        and a.first_seen between p_first_seen - v_window and p_first_seen + v_window
         and a.id is distinct from p_exclude
       order by a.first_seen, a.created_at, a.id
       limit 1
@@ -54,6 +53,6 @@ end
 $$;
 comment on function anomaly.related_incident(text, timestamptz, uuid) is
   'The incident an anomaly of p_service starting at p_first_seen belongs to (see detect.incidents), or null when it '
-  'starts a new one: that of the earliest anomaly active (first_seen .. last_seen) within window_minutes of '
-  'p_first_seen on the same service or a direct caller/callee (anomaly.service_edge_minutes). Reads only the related '
-  'services'' recent anomalies (trace_anomalies_service_last_seen_idx), so bursts stay linear.';
+  'starts a new one: that of the earliest anomaly that opened within window_minutes of p_first_seen on the same '
+  'service or a direct caller/callee (anomaly.service_edge_minutes). Reads only the related services'' anomalies '
+  'of that window (trace_anomalies_service_first_seen_idx), so bursts stay linear.';

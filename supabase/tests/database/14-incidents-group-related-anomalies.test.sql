@@ -34,14 +34,20 @@ select is((select incident_id from public.trace_anomalies where id = (select sam
 select is((select incident_id from public.trace_anomalies where id = (select unrelated from ids)),
   (select unrelated from ids), 'a service with no calls to the incident''s services starts its own');
 select is((select incident_id from public.trace_anomalies where id = (select too_late from ids)),
-  (select too_late from ids), 'an anomaly starting more than window_minutes after the others were last seen starts its own');
+  (select too_late from ids), 'an anomaly opening more than window_minutes after the others starts its own');
 
--- an incident whose anomalies ended a few minutes ago still takes a related late-comer (errors after a slowdown)
-update public.trace_anomalies set status = 'RESOLVED', resolved_at = now(), last_seen = '2026-03-01 10:06+00'
-where incident_id = (select root from ids);
-create temp table late as select tests.anomaly('frontend', '2026-03-01 10:12+00', 'ERROR_RATE') as id;
-select is((select incident_id from public.trace_anomalies where id = (select id from late)), (select root from ids),
-  'a related anomaly 6 minutes after the incident ended joins it');
+-- opening together is the test, not being open: a related anomaly that opens within the window joins even when
+-- the incident's anomalies have resolved, and one opening later does not join a still-open incident
+update public.trace_anomalies set status = 'RESOLVED', resolved_at = now(), last_seen = '2026-03-01 10:05+00'
+where incident_id = (select root from ids) and anomaly_type = 'LATENCY';
+create temp table late as select
+  tests.anomaly('frontend', '2026-03-01 10:07+00', 'ERROR_RATE') as joins,
+  tests.anomaly('checkout', '2026-03-01 10:20+00', 'THROUGHPUT') as own;
+update public.trace_anomalies set last_seen = '2026-03-01 10:25+00' where id = (select same_service from ids);
+select is((select array[(select incident_id from public.trace_anomalies where id = l.joins),
+                        (select incident_id from public.trace_anomalies where id = l.own)] from late l),
+  array[(select root from ids), (select own from late)],
+  'a related anomaly opening 4 minutes after another joins (even resolved); one 17 minutes later starts its own');
 
 insert into public.anomaly_detection_config (key, value) values ('detect.incidents', '{"window_minutes": 0}');
 create temp table ungrouped as select tests.anomaly('checkout', '2026-03-01 10:01+00', 'THROUGHPUT') as id;
