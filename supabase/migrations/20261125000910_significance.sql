@@ -12,8 +12,9 @@
 --     for a service's error rate, which mixes operations whose shares shift through the day (all 4 remaining false
 --     alarms of the corpus were service-scope runs of 6-7 errors; a real spike there is at p < 1e-20);
 --   * error_proportion: the same two-sample test and dispersion for the minute against its trailing window;
---   * throughput: a silence must be improbable given how often the series skipped minutes, and a spike needs 60
---     spans (a few traces of a service that fans out are not a traffic spike).
+--   * throughput: a silence must be improbable given how often the series skipped minutes and how clumped its spans
+--     are, and a spike needs 60 spans (a few traces of a service that fans out are not a traffic spike);
+--   * resources: 4 sigma (CPU and memory follow load; their EWMA sigma understates an hour's wandering).
 
 -- ============================================================== statistics
 create function anomaly.ln_factorial(p_n double precision)
@@ -402,12 +403,19 @@ comment on function anomaly.detect_error_proportion(timestamptz, jsonb) is
 update anomaly.config_keys
    set spec = spec || '{"max_p_value": {"type": "number", "min": 0.0000001, "max": 1}}',
        defaults = defaults || '{"max_p_value": 0.001}',
-       description = description || ' The silence must also be improbable for the series: with f the share of '
-         'silent minutes in the active window ((silent + 0.5) / (window + 1)), f ^ silent_minutes <= max_p_value.'
+       description = description || ' The silence must also be improbable for the series: q ^ silent_minutes <= '
+         'max_p_value, q the larger of the share of silent minutes in the active window ((silent + 0.5) / (window + 1)) '
+         'and exp(-rate / dispersion), dispersion = variance / mean of the per-minute counts (spans per arrival).'
  where key = 'detect.throughput_silence';
 update anomaly.config_keys
    set defaults = defaults || '{"min_spike_count": 60}'
  where key = 'detect.throughput_forecast';
+
+-- CPU and memory follow load and move slowly: minute to minute they are strongly autocorrelated, so an EWMA sigma
+-- understates how far they wander in an hour, and 3 sigma is crossed by a busy lunchtime (clean-day corpus, seed 23).
+update anomaly.config_keys
+   set defaults = defaults || '{"threshold": 4}'
+ where key = 'detect.resource_deviation';
 
 create or replace function anomaly.detect_throughput_silence(p_bucket timestamptz, p_config jsonb)
 returns setof anomaly.detector_hit
@@ -439,11 +447,13 @@ as $$
   ),
   activity as (
     select l.series_id, l.last_bucket, (extract(epoch from p_bucket - l.last_bucket) / 60)::integer as silent_minutes,
-           a.spans / f.window_minutes as active_rate, a.minutes as active_minutes
+           a.spans / f.window_minutes as active_rate, a.minutes as active_minutes, a.dispersion
     from last_active l
     cross join cfg f
     cross join lateral (
-      select coalesce(sum(h.value), 0) as spans, count(*) filter (where h.n > 0) as minutes
+      select coalesce(sum(h.value), 0) as spans, count(*) filter (where h.n > 0) as minutes,
+             -- spans per independent arrival, about: the index of dispersion of the per-minute counts
+             greatest(1, coalesce(var_samp(h.value) / nullif(avg(h.value), 0), 1)) as dispersion
       from anomaly.signal_points h
       where h.series_id = l.series_id
         and h.bucket > l.last_bucket - f.active_window and h.bucket <= l.last_bucket) a
@@ -468,8 +478,12 @@ as $$
     and a.active_rate >= (p_config ->> 'min_active_rate')::double precision
     and a.active_minutes >= (p_config ->> 'min_active_minutes')::integer
     -- as improbable as max_p_value given how often the series was silent in its active window: a bursty service
-    -- (traces of many spans, a few a minute) that skipped 3 of the last 30 minutes may skip 2 more by chance
-    and a.silent_minutes * ln((f.window_minutes - a.active_minutes + 0.5) / (f.window_minutes + 1))
+    -- (traces of many spans, a few a minute) that skipped 3 of the last 30 minutes may skip 2 more by chance, and
+    -- one with 11 spans a minute in clumps of 8 has about 1.4 arrivals a minute: a silent minute in 4
+    -- P(one silent minute): the share of silent minutes in the window, or for a series of few, clumped arrivals
+    -- (traces of many spans) the Poisson chance of none, whichever is larger
+    and a.silent_minutes * ln(greatest((f.window_minutes - a.active_minutes + 0.5) / (f.window_minutes + 1),
+                                       exp(greatest(-700, -a.active_rate / a.dispersion))))
         <= ln((p_config ->> 'max_p_value')::double precision)
     -- a silence the time of day explains (a nightly lull the profile has seen for days) is not an anomaly
     and (sp.mean is null or sp.mean >= (p_config ->> 'min_active_rate')::double precision)
@@ -478,7 +492,8 @@ comment on function anomaly.detect_throughput_silence(timestamptz, jsonb) is
   'Detector throughput_silence: an operation or service that was active (mean >= min_active_rate spans/min over the '
   'active_window_minutes before its last data, with data in min_active_minutes of them) and has had 0 spans for '
   'min_silent_minutes consecutive minutes up to this one, when such a silence is improbable for the series: '
-  '((silent minutes in the window + 0.5) / (window + 1)) ^ silent_minutes <= max_p_value. Fires throughput_drop with the fixed score (default 8, '
+  'q ^ silent_minutes <= max_p_value, q = the larger of (silent minutes in the window + 0.5) / (window + 1) and '
+  'exp(-rate / dispersion) (Poisson chance of a minute without arrivals, counting clumps of spans once). Fires throughput_drop with the fixed score (default 8, '
   'high: a service going silent is an anomaly) every silent minute while the engine still writes zeros '
   '(detect.engine.silence_lookback_minutes). With respect_seasonal, skips silences the day profile expects. Config '
   'detect.throughput_silence. Example: select * from anomaly.detect_throughput_silence(''2026-03-01 10:00+00'', '

@@ -3,7 +3,7 @@
 -- A rate increase is tested against the baseline sample, not a floored rate; a silence must be improbable for how
 -- often the series skipped minutes before.
 begin;
-select plan(21);
+select plan(22);
 
 select ok(abs(anomaly.binomial_upper_tail(5, 10, 0.05) - 6.36898314453125e-05) < 1e-15, 'P(X >= 5 | 10, 0.05) = 6.369e-5 (exact sum in rationals)');
 select ok(abs(anomaly.binomial_upper_tail(1, 10, 0.05) - (1 - 0.95 ^ 10)) < 1e-12, 'P(X >= 1) = 1 - (1 - p)^n');
@@ -52,25 +52,30 @@ select ok(abs(anomaly.rate_increase_p_value(6, 447, 0, 500, 2) - anomaly.binomia
 -- empty), both silent from 11:00.
 insert into anomaly.series (scope, service, operation, signal, first_bucket, last_active_bucket)
 values ('service', 'steady', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00'),
-       ('service', 'bursty', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00');
+       ('service', 'bursty', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00'),
+       ('service', 'clumpy', '', 'throughput', '2026-03-01 10:00+00', '2026-03-01 10:59+00');
 insert into anomaly.signal_points (series_id, bucket, value, n)
 select s.id, b, v, v
 from anomaly.series s,
-     generate_series('2026-03-01 10:00+00'::timestamptz, '2026-03-01 11:05+00', interval '1 minute') b,
+     generate_series('2026-03-01 10:00+00'::timestamptz, '2026-03-01 11:10+00', interval '1 minute') b,
      lateral (select case when b >= '2026-03-01 11:00+00' then 0
                           when s.service = 'bursty' and extract(minute from b)::integer % 7 = 3 then 0
+                          -- a few big traces a minute: 5 to 40 spans, never none
+                          when s.service = 'clumpy' then (array[5, 30, 8, 25, 3, 40])[1 + extract(minute from b)::integer % 6]
                           else 20 end as v) x
-where s.service in ('steady', 'bursty');
+where s.service in ('steady', 'bursty', 'clumpy');
 create temp table silence as
 select s.service, extract(minute from h.bucket)::integer as minute
 from anomaly.series s
-cross join generate_series('2026-03-01 11:00+00'::timestamptz, '2026-03-01 11:05+00', interval '1 minute') b
+cross join generate_series('2026-03-01 11:00+00'::timestamptz, '2026-03-01 11:10+00', interval '1 minute') b
 cross join lateral anomaly.detect_throughput_silence(b, anomaly.config('detect.throughput_silence')) h
 where h.series_id = s.id;
 select is((select min(minute) from silence where service = 'steady'), 1,
   'a steady service silent for 2 minutes fires (p = (0.5/31)^2)');
 select is((select min(minute) from silence where service = 'bursty'), 2,
   'a service that skipped 4 of its last 30 minutes fires only after 4 silent ones (from 10:59: p = (4.5/31)^4)');
+select is((select min(minute) from silence where service = 'clumpy'), 4,
+  'clumped spans (18 a minute, variance/mean 11: ~1.7 arrivals a minute, a silent minute in 5) fire only after 5 silent minutes (0.18^5 = 2e-4)');
 insert into public.anomaly_detection_config (key, value) values ('detect.throughput_silence', '{"max_p_value": 1}')
 on conflict (key) do update set value = excluded.value;
 select ok(exists (select 1 from anomaly.series s
