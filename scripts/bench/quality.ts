@@ -1,6 +1,7 @@
 // scripts/bench/quality.ts — `npm run bench:quality`: detection quality on a labelled simulator corpus (one fault
-// per run after clean warm-up history, plus clean days), scored as incidents — recall, precision, F1, median/p90
-// detection delay, false alarms per clean day — per scenario and per detector, the legacy mean + k·σ rule beside the
+// per run after clean warm-up history, plus clean days; two draws of it by default, seeds 11 and 23), scored as
+// incidents — recall, precision, F1, median/p90 detection delay, false alarms per clean day — per scenario and per
+// detector, the legacy mean + k·σ rule beside the
 // default configuration, written in full to .data/bench-quality.json. Embedded Postgres 17 unless DATABASE_URL.
 
 // Usage: npm run bench:quality [-- --quick] [--warmup 180] [--rate 90] [--clean-days 1] [--only error_spike,clean]
@@ -55,7 +56,8 @@ const USAGE = `npm run bench:quality [-- options]
   --clean-days X     counted clean days (default 1; quick 0.125), after a 60-minute burn-in
   --clean-rate N     peak traces/minute of clean days (default 40; quick 30)
   --only a,b         only these scenarios (${FAULTS.map((f) => f.scenario).join(", ")}, clean)
-  --seed N           base seed (default 11)
+  --seed N           one draw of the corpus with this base seed
+  --seeds a,b        one draw per base seed, scored together (default 11,23; quick: 11)
   --live-lead N      live minutes before each fault (default 30; quick 15): the warm-up before them is loaded in
                      bulk and the engine's first cycle learns its baselines from it; anomalies count from there
   --live-warmup      step every warm-up minute live instead (slower); anomalies then count after the burn-in
@@ -76,6 +78,7 @@ const { values: args } = parseArgs({
     "clean-rate": { type: "string" },
     only: { type: "string" },
     seed: { type: "string" },
+    seeds: { type: "string" },
     "burn-in": { type: "string" },
     "live-warmup": { type: "boolean", default: false },
     "live-lead": { type: "string" },
@@ -108,6 +111,11 @@ const plans = planCorpus({
   cleanRate: num("clean-rate", args["clean-rate"]),
   only: args.only?.split(",").map((s) => s.trim()).filter(Boolean),
   seed: num("seed", args.seed),
+  seeds: args.seed !== undefined
+    ? undefined
+    : (args.seeds ?? (args.quick ? "11" : "11,23")).split(",").map((x) => Number(x.trim())).filter((x) =>
+      Number.isInteger(x) && x >= 0
+    ),
   burnIn: args["burn-in"] === undefined ? undefined : Number(args["burn-in"]),
   liveWarmup: args["live-warmup"],
   liveLead: args["live-lead"] === undefined ? undefined : Number(args["live-lead"]),

@@ -355,4 +355,14 @@ describe("planCorpus", () => {
     });
     expect(planCorpus({ quick: true, only: ["cpu_spike"] }).map((p) => p.id)).toEqual(["cpu_spike"]);
   });
+
+  it("draws the corpus once per seed, with distinct run ids and the seeds of each draw", () => {
+    const two = planCorpus({ quick: true, only: ["cpu_spike", "clean"], seeds: [11, 23] });
+    expect(two.map((p) => p.id)).toEqual(["cpu_spike_s11", "clean_s11", "cpu_spike_s23", "clean_s23"]);
+    expect(two.map((p) => p.scenario)).toEqual(["cpu_spike", "clean", "cpu_spike", "clean"]);
+    const one = planCorpus({ quick: true, only: ["cpu_spike"], seed: 23 });
+    expect(two[2]).toEqual({ ...one[0], id: "cpu_spike_s23" });
+    expect(two[0].seed).not.toBe(two[2].seed);
+    expect(planCorpus({ quick: true, only: ["clean"], seeds: [23] }).map((p) => p.id)).toEqual(["clean"]);
+  });
 });

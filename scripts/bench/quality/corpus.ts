@@ -45,6 +45,11 @@ export interface CorpusOptions {
   only?: string[];
   /** Base seed. Default 11. */
   seed?: number;
+  /**
+   * Draw the whole corpus once per seed (run ids get a `_s<seed>` suffix); overrides `seed`. One corpus of one
+   * incident per kind is small: tuning on one draw overfits it.
+   */
+  seeds?: number[];
   /** Unscored minutes at the start of every run. Default BURN_IN (capped at the warm-up). */
   burnIn?: number;
   /** Step every minute of the warm-up live instead of loading it in bulk. */
@@ -117,6 +122,14 @@ const CLEAN_START = "2026-11-17T00:00:00Z";
 const QUICK_CLEAN_START = "2026-11-17T09:00:00Z";
 
 export function planCorpus(opts: CorpusOptions): RunPlan[] {
+  if (opts.seeds && opts.seeds.length > 0) {
+    const seeds = opts.seeds;
+    return seeds.flatMap((seed) =>
+      planCorpus({ ...opts, seeds: undefined, seed }).map((r) =>
+        seeds.length > 1 ? { ...r, id: `${r.id}_s${seed}` } : r
+      )
+    );
+  }
   const q = opts.quick;
   const warmup = opts.warmup ?? (q ? 65 : 180);
   const rate = opts.rate ?? (q ? 60 : 90);
