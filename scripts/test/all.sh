@@ -38,6 +38,17 @@ step "vitest: unit and integration"
 TS_TEST_DATABASE_URL="$BASE_URL" npx vitest run
 
 step "demo on the embedded database"
-npx tsx scripts/demo.ts --smoke
+# Exit code 13 is Node's "unsettled top-level await": the event loop emptied while the demo still awaited the
+# embedded server's start, with nothing printed and no assertion reached. It happened once in a fresh-clone run
+# after the whole suite (never alone, 4 reruns passed); until its cause is found it gets one retry. Any other
+# failure — a missed incident, a missing Telegram message — fails at once.
+status=0
+npx tsx scripts/demo.ts --smoke || status=$?
+if [ "$status" -eq 13 ]; then
+  echo "demo: exit 13 (unsettled top-level await before any output); running it once more" >&2
+  npx tsx scripts/demo.ts --smoke
+elif [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
 
 printf '\nall suites passed in %ss\n' $((SECONDS - started))
