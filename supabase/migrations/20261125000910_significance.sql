@@ -124,11 +124,12 @@ create function anomaly.error_dispersion(p_errors double precision, p_spans doub
 returns double precision
 language sql
 immutable
+strict
 parallel safe
 set search_path = ''
 as $$
   -- sum over minutes of (k - n p)^2 against the binomial variance sum of n p (1 - p), p = errors / spans
-  select case when p_errors is null or p_spans is null or p_spans <= 0 or p_errors <= 0 or p_errors >= p_spans
+  select case when p_spans <= 0 or p_errors <= 0 or p_errors >= p_spans
               then 1.0
               else least(p_max, greatest(1.0,
                 (p_sum_errors_sq - 2 * (p_errors / p_spans) * p_sum_errors_spans
@@ -140,7 +141,8 @@ comment on function anomaly.error_dispersion(double precision, double precision,
   'Index of dispersion of per-minute error counts k_i out of n_i spans against a binomial with the pooled rate p: '
   'sum (k_i - n_i p)^2 / sum n_i p (1 - p), from the sums of k, n, k^2, k n and n^2; clamped to [1, p_max]. About '
   'the number of error spans one failure produces (a failed request fails its server span and its client spans), '
-  '1 for independent errors. Example: select anomaly.error_dispersion(10, 1000, 30, 1000, 100000) -> 2.02.';
+  '1 for independent errors; NULL for an empty window (strict: CUSUM minutes without a window skip the call). '
+  'Example: select anomaly.error_dispersion(10, 1000, 30, 1000, 100000) -> 2.02.';
 
 -- ============================================================== configuration
 insert into anomaly.config_keys (key, spec, defaults, description) values (
@@ -266,7 +268,8 @@ begin
              coalesce(r.p0, case when w.rate is not null then least(greatest(w.rate, v_min_rate), 0.99) end) as p0,
              case when r.series_id is not null then coalesce(r.baseline_errors, 0) else w.errors end as baseline_errors,
              case when r.series_id is not null then coalesce(r.baseline_spans, 0) else w.spans end as baseline_spans,
-             case when r.series_id is not null then coalesce(r.dispersion, 1) else w.dispersion end as dispersion
+             case when r.series_id is not null then coalesce(r.dispersion, 1) else coalesce(w.dispersion, 1) end
+               as dispersion
       from anomaly.signal_points p
       join anomaly.series s
         on s.id = p.series_id and s.signal = 'error_rate'
@@ -350,7 +353,8 @@ as $$
     -- dispersion for a service's error rate only: one failed request fails several spans of a service (its server
     -- span and client spans), while an operation sees one span per request; estimated from the window, it would
     -- also let the first minute of a spike mask the second at the operation level
-    select c.series_id, w.points, w.errors, w.spans, case when c.scope = 'service' then w.dispersion else 1 end as dispersion
+    select c.series_id, w.points, w.errors, w.spans,
+           case when c.scope = 'service' then coalesce(w.dispersion, 1) else 1 end as dispersion
     from cur c
     cross join lateral (
       select count(*) as points, sum(h.k) as errors, sum(h.n) as spans,

@@ -102,32 +102,36 @@ begin
     select scope, service, operation, signal, min(bucket) as first_bucket, max(bucket) as last_bucket
     from raw group by 1, 2, 3, 4
   ),
+  known as materialized (
+    -- one lookup of each key in anomaly.series serves the three uses below (series that existed before this
+    -- statement: its snapshot sees them)
+    select s.id, k.scope, k.service, k.operation, k.signal, s.first_bucket as series_first, k.first_bucket
+    from keys k
+    join anomaly.series s using (scope, service, operation, signal)
+  ),
   new_series as (
     -- only new series are written: the newest minute with data lives in series_state.last_active_bucket, updated
     -- with the rest of the state, not in a series row rewritten every minute; and known keys are not even offered
     -- to ON CONFLICT (its conflict check locks every existing row: 0.1 s a minute at 10k operations)
     insert into anomaly.series as s (scope, service, operation, signal, first_bucket, last_active_bucket)
-    select k.scope, k.service, k.operation, k.signal, k.first_bucket, k.last_bucket from keys k
-    where not exists (select 1 from anomaly.series x
-                      where x.scope = k.scope and x.service = k.service and x.operation = k.operation
-                        and x.signal = k.signal)
+    select k.scope, k.service, k.operation, k.signal, k.first_bucket, k.last_bucket
+    from keys k
+    left join known n using (scope, service, operation, signal)
+    where n.id is null
     order by 1, 2, 3, 4
     on conflict (scope, service, operation, signal) do nothing
     returning id, scope, service, operation, signal
   ),
   older as (
     -- data older than a series' first minute (a late backfill) moves first_bucket back
-    update anomaly.series s set first_bucket = k.first_bucket
-    from keys k
-    where s.scope = k.scope and s.service = k.service and s.operation = k.operation and s.signal = k.signal
-      and k.first_bucket < s.first_bucket
+    update anomaly.series s set first_bucket = n.first_bucket
+    from known n
+    where s.id = n.id and n.first_bucket < n.series_first
     returning 1
   ),
   ids as (
-    -- series that existed before this statement (its snapshot sees them) plus the ones it just inserted
-    select s.id, s.scope, s.service, s.operation, s.signal
-    from anomaly.series s join keys k using (scope, service, operation, signal)
-    union
+    select id, scope, service, operation, signal from known
+    union all
     select id, scope, service, operation, signal from new_series
   ),
   upserted as (

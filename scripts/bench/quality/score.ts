@@ -201,11 +201,10 @@ export function evaluate(
   for (const run of runs) {
     const kept = run.anomalies.filter(keep);
     anomalies += kept.length;
-    for (const a of kept) if (run.incidents.some((i) => matches(a, i))) tp++;
+    const matching = new Set(kept.filter((a) => run.incidents.some((i) => matches(a, i))));
+    tp += matching.size;
     const grouped = alertsOf(kept);
-    const falseAlerts = grouped.filter((g) =>
-      !g.some((a) => run.incidents.some((i) => matches(a, i)))
-    ).length;
+    const falseAlerts = grouped.filter((g) => !g.some((a) => matching.has(a))).length;
     alerts += grouped.length;
     alertTp += grouped.length - falseAlerts;
     if (run.kind === "clean") {
