@@ -188,8 +188,8 @@ begin
     returning 1
   ),
   op_points as (
-    insert into anomaly.signal_points (series_id, bucket, value, n, k, exemplar_trace_id, exemplar_span_id)
-    select s.series_id, p_bucket, s.value, g.n, s.k, g.tid, g.spid
+    insert into anomaly.signal_points (series_id, bucket, value, n, k)
+    select s.series_id, p_bucket, s.value, g.n, s.k
     from g cross join lateral (values
       (g.sid_p95, g.p95, null::integer),
       (g.sid_err, g.k::double precision / g.n, g.k), (g.sid_tp, g.n::double precision, null)
@@ -307,19 +307,18 @@ declare
   v_rows bigint;
 begin
   with st as materialized (
-    select s.series_id, s.signal, s.mu, s.lbar, lpad(to_hex(s.series_id), 32, '0') as tid,
-           lpad(to_hex(s.series_id), 16, '0') as spid
+    select s.series_id, s.signal, s.mu, s.lbar
     from bench.series_stats s order by s.series_id limit p_series
   ),
   b as materialized (
     select bucket, extract(epoch from bucket)::bigint / 60 as m
     from generate_series(p_t0 - make_interval(days => p_days), p_t0 - interval '1 minute', interval '1 minute') bucket
   )
-  insert into bench.history (series_id, bucket, value, n, k, exemplar_trace_id, exemplar_span_id)
+  insert into bench.history (series_id, bucket, value, n, k)
   select st.series_id, b.bucket,
          st.mu * case when st.signal = 'throughput' then bench.load(b.m) / st.lbar else 1 end
                * (0.9 + 0.2 * bench.u(st.series_id * 1000003 + b.m)),
-         10, case when st.signal = 'error_rate' then 0 end, st.tid, st.spid
+         10, case when st.signal = 'error_rate' then 0 end
   from b cross join st;
   get diagnostics v_rows = row_count;
   return v_rows;

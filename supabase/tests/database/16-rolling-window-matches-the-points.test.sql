@@ -62,12 +62,13 @@ select ok((select bool_and(st.day_n = x.n and abs(st.day_mean - x.mean) <= 1e-9 
            join slot_points x on x.series_id = st.series_id and x.slot = st.day_slot),
   'the slot in progress is gathered in series_state, not yet in the profiles');
 
--- step the window back (a gap: rebuilt at C - 2), fold C - 1 incrementally, and read C as the detectors do
+-- step the window back (a gap: rebuilt at C - 2), fold C - 1 (folded in already by every series, so rebuilt again:
+-- the window moves with each series' fold), and read C as the detectors do
 update anomaly.detector_state set last_bucket = last_bucket - interval '10 minutes' where detector = 'window';
 select anomaly.update_baselines((select last_bucket - interval '2 minutes' from cursor_at));
 select anomaly.update_baselines((select last_bucket - interval '1 minute' from cursor_at));
 select ok(tests.same((select last_bucket from cursor_at)),
-  'rebuilt after a gap, then folded incrementally: trailing_moments equals the scan of the points');
+  'rebuilt after a gap and after a minute folded in already: trailing_moments equals the scan of the points');
 
 -- served from state: a tampered sum shows in the 60-minute window, not in a 59-minute one (which scans)
 update anomaly.series_state set win_sum = win_sum + 1000 * win_points
