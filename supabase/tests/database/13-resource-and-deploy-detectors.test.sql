@@ -3,7 +3,7 @@
 -- is flat, and deploy_regression names the two versions of a deploy that doubles latency or raises errors while a
 -- harmless deploy and a thin canary stay quiet. Bad configuration is refused with TSC01.
 begin;
-select plan(27);
+select plan(30);
 
 -- Spans of one operation, minute by minute: p_latency / p_cpu / p_memory are per-minute values (cycled), each minute's
 -- spans jitter by the same 0.90..1.05 pattern; cpu goes into span attributes, memory into resource attributes.
@@ -205,6 +205,27 @@ select ok((select h.details -> 'regressed' = '["error_rate"]' and h.details -> '
            from anomaly.detector_hits h join anomaly.series s on s.id = h.series_id
            where h.detector = 'deploy_regression' and s.operation = 'POST /pay' order by h.bucket limit 1),
   'a deploy that fails 40 % of spans (as fast as before) fires on its error rate');
+
+-- the sides are kept minute by minute (anomaly.deploy_sides); summing them afresh gives the same hits
+create temp table last_minute as select last_bucket as b from anomaly.detector_state where detector = 'engine';
+select ok((select d.through_bucket = l.b and d.pure_spans + 10 * coalesce(cardinality(d.mixed_buckets), 0)
+                  = (select sum(o.span_count) from anomaly.operation_minutes o
+                     where o.service_name = 'shop' and o.operation = 'GET /cart' and o.versions ? '2.0.0'
+                       and o.bucket between d.first_seen and l.b)
+           from anomaly.deploy_sides d, last_minute l
+           where d.operation = 'GET /cart' and d.side = 'new'),
+  'the new version''s side holds its minutes from first_seen through the last scored minute');
+create temp table kept as
+select series_id, subtype, observed, expected, score, details
+from anomaly.detect_deploy_regression((select b from last_minute), anomaly.config('detect.deploy_regression'));
+select ok((select count(*) from kept) >= 2, 'the last minute still has deploy hits to compare (GET /cart, POST /pay)');
+delete from anomaly.deploy_sides;
+select results_eq(
+  $$ select series_id, subtype, observed, expected, score, details
+     from anomaly.detect_deploy_regression((select b from last_minute), anomaly.config('detect.deploy_regression'))
+     order by series_id $$,
+  $$ select * from kept order by series_id $$,
+  'hits from the kept sums equal hits from sums read afresh');
 
 -- ---------------------------------------------------------------- configuration
 select throws_ok($$ insert into public.anomaly_detection_config (key, value)
