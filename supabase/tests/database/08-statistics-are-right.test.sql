@@ -2,7 +2,7 @@
 -- distribution matches reference values (scipy), the proportion and rank tests reproduce textbook and hand-computed
 -- numbers, robust median/MAD are right, and bad arguments raise TSH01.
 begin;
-select plan(36);
+select plan(38);
 
 -- ---------------------------------------------------------------- histogram_quantiles
 -- 400 deterministic histograms of 1..60 buckets (some with zero counts) against one histogram_quantile call per quantile.
@@ -20,6 +20,15 @@ select is_empty($$
                                anomaly.histogram_quantile(histogram, 0.01), anomaly.histogram_quantile(histogram, 0.999),
                                anomaly.histogram_quantile(histogram, 0.25)]
 $$, 'histogram_quantiles agrees exactly with histogram_quantile for any order of quantiles, duplicates included');
+
+select is_empty($$
+  select h from hists, lateral (select sum(value::bigint) as total from jsonb_each_text(histogram)) t
+  where anomaly.histogram_rank_ms(histogram, greatest(1, ceil(0.95 * t.total))::bigint)
+        is distinct from anomaly.histogram_quantile(histogram, 0.95)
+     or anomaly.histogram_rank_ms(histogram, 1) is distinct from anomaly.histogram_quantile(histogram, 0)
+$$, 'histogram_rank_ms (one pass in jsonb key order) reads the same bucket as histogram_quantile');
+select throws_ok($$ select anomaly.histogram_rank_ms('{"5": 1, "-1": 2}', 2) $$, 'TSH01', null,
+  'keys that are not increasing integers in jsonb order (a negative bucket) are refused');
 
 select is(anomaly.histogram_quantiles('{"144": 90, "160": 10}', array[0.5, 0.95]),
   array[power(2::double precision, 143.5 / 8) / 1000, power(2::double precision, 159.5 / 8) / 1000],
