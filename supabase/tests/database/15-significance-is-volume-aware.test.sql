@@ -71,11 +71,11 @@ cross join generate_series('2026-03-01 11:00+00'::timestamptz, '2026-03-01 11:10
 cross join lateral anomaly.detect_throughput_silence(b, anomaly.config('detect.throughput_silence')) h
 where h.series_id = s.id;
 select is((select min(minute) from silence where service = 'steady'), 1,
-  'a steady service silent for 2 minutes fires (p = (0.5/31)^2)');
-select is((select min(minute) from silence where service = 'bursty'), 2,
-  'a service that skipped 4 of its last 30 minutes fires only after 4 silent ones (from 10:59: p = (4.5/31)^4)');
-select is((select min(minute) from silence where service = 'clumpy'), 4,
-  'clumped spans (18 a minute, variance/mean 11: ~1.7 arrivals a minute, a silent minute in 5) fire only after 5 silent minutes (0.18^5 = 2e-4)');
+  'a steady service silent for 2 minutes fires (60 active minutes: p = (0.5/61)^2 = 7e-5 <= 1e-4)');
+select is((select min(minute) from silence where service = 'bursty'), 3,
+  'a service that skipped 8 of its last 60 minutes fires only after 5 silent ones (from 10:59: p = (9.5/61)^5 = 9e-5)');
+select is((select min(minute) from silence where service = 'clumpy'), 5,
+  'clumped spans (18.5 a minute, variance/mean 10.7: ~1.7 arrivals a minute, a silent minute in 6) fire only after 6 silent minutes (0.18^6 = 3e-5)');
 insert into public.anomaly_detection_config (key, value) values ('detect.throughput_silence', '{"max_p_value": 1}')
 on conflict (key) do update set value = excluded.value;
 select ok(exists (select 1 from anomaly.series s
