@@ -2,7 +2,7 @@
 -- sustained increase, sparse and noisy series stay quiet; throughput detectors flag spikes and drops with the right
 -- subtype, a service going silent, and leave normal daily traffic alone once its seasonal profile has enough days.
 begin;
-select plan(30);
+select plan(32);
 
 -- Hand-made minutes: rollup rows written directly, one operation 'op' per service, 120 minutes from T0 =
 -- 2026-03-04 00:00 UTC. The first 60 minutes only build baselines, minutes 60..119 are scored; every event
@@ -54,6 +54,12 @@ select tests.put_minutes('tp-drop', array(select case when i between 90 and 94 t
                                            from generate_series(0, 119) i));
 select tests.put_minutes('tp-quiet', array(select case when i < 90 then (array[20, 22, 19, 21])[1 + i % 4] else 0 end
                                             from generate_series(0, 119) i));
+-- Clumped arrivals: 16 spans/min on average in bursts (4, 28, 8, 24, 16, 16: variance ~4x the mean, as traces of
+-- ~4 spans each make), a minute of 60 at 01:30 (a few extra traces;
+-- forecast 16.8, sigma 8.7: z = 4.95 beyond the normal band, but 17 arrivals for 4.8 expected at dispersion 3.5: p = 1e-5) and of 150 at 01:40 (a real surge).
+select tests.put_minutes('tp-clumpy', array(select case when i = 90 then 60 when i = 100 then 150
+                                                    else (array[4, 28, 8, 24, 16, 16])[1 + i % 6] end
+                                             from generate_series(0, 119) i));
 -- Daily traffic with its 01:30 batch burst, seen on the three days before (day-slot profiles seeded below), plus one
 -- real spike x4 at 01:50; and the same burst on a series without a profile, where Holt alone must flag it.
 select tests.put_minutes('tp-daily', array(select case when i = 110 then 120 else tests.daily_traffic(0, i) end
@@ -132,6 +138,12 @@ select set_eq($$ select r.* from anomaly.error_cusum_runs r join anomaly.series 
 select ok((select subtype = 'throughput_spike' and details ->> 'direction' = 'up' from hit
            where detector = 'throughput_forecast' and service = 'tp-spike' and minute = 90 and scope = 'operation'),
   'throughput x4 fires throughput_forecast as throughput_spike');
+select is_empty($$ select 1 from hit where detector = 'throughput_forecast' and service = 'tp-clumpy'
+                    and scope = 'operation' and minute = 90 $$,
+  'a minute of 60 spans in clumped traffic (mean 16) is not a spike: improbable in a normal band, not as arrivals');
+select ok((select (details ->> 'dispersion')::double precision > 3 from hit
+           where detector = 'throughput_forecast' and service = 'tp-clumpy' and scope = 'operation' and minute = 100),
+  'a minute of 150 spans is, and the hit carries the dispersion it was judged with');
 select ok((select subtype = 'throughput_drop' and details ->> 'direction' = 'down' from hit
            where detector = 'throughput_forecast' and service = 'tp-drop' and minute = 90 and scope = 'operation'),
   'throughput x0.1 fires throughput_forecast as throughput_drop');
