@@ -8,7 +8,9 @@
 --     points with it through a statement trigger instead (series are deleted by hand or by a migration, rarely);
 --   * signal_points loses its exemplar columns (two text ids copied into every point): anomaly.apply_hits reads the
 --     exemplar of the few minutes that hit from anomaly.operation_minutes, where the rollup keeps it;
---   * update_baselines folds the point and moves the rolling window in one write per series (was two);
+--   * update_baselines folds the point and moves the rolling window in one write per series (was two); the window
+--     also keeps the sums of errors and spans behind its points (win_k, win_n, win_kk, win_kn, win_nn), so
+--     error_cusum reads its baseline from the state (20261125001250) instead of 60 points per candidate;
 --   * the p95 of a minute's histogram is read in one pass over its keys (anomaly.histogram_rank_ms): jsonb stores an
 --     object's keys shortest first, then bytewise, which for bucket numbers (non-negative integers,
 --     anomaly.latency_bucket) is numeric order; a sort and running-sum window per histogram cost 2.4x (0.17 s a
@@ -468,6 +470,20 @@ comment on function anomaly.apply_hits(bigint, timestamptz) is
 
 alter table anomaly.signal_points drop column exemplar_trace_id, drop column exemplar_span_id;
 
+alter table anomaly.series_state
+  add column win_k double precision not null default 0,
+  add column win_n double precision not null default 0,
+  add column win_kk double precision not null default 0,
+  add column win_kn double precision not null default 0,
+  add column win_nn double precision not null default 0;
+comment on column anomaly.series_state.win_k is
+  'Errors (k) of the rolling window''s points (n > 0); with win_n, win_kk, win_kn and win_nn (sums of n, k*k, k*n, '
+  'n*n) the pooled error rate and its dispersion over the window that error_cusum takes as its baseline.';
+comment on column anomaly.series_state.win_n is 'Spans (n) of the rolling window''s points.';
+comment on column anomaly.series_state.win_kk is 'Sum of k * k over the rolling window''s points.';
+comment on column anomaly.series_state.win_kn is 'Sum of k * n over the rolling window''s points.';
+comment on column anomaly.series_state.win_nn is 'Sum of n * n over the rolling window''s points.';
+
 create or replace function anomaly.update_baselines(p_bucket timestamptz)
 returns integer
 language plpgsql
@@ -536,7 +552,20 @@ begin
            case when p.n > 0 then p.value else 0 end
              - case when v_rolling and coalesce(d.n, 0) > 0 then d.value else 0 end as win_sum,
            case when p.n > 0 then p.value * p.value else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then d.value * d.value else 0 end as win_sumsq
+             - case when v_rolling and coalesce(d.n, 0) > 0 then d.value * d.value else 0 end as win_sumsq,
+           -- and of the counts behind the points (errors k, spans n; the error-rate baseline of error_cusum)
+           case when p.n > 0 then coalesce(p.k, 0) else 0 end
+             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0) else 0 end as win_k,
+           case when p.n > 0 then p.n else 0 end
+             - case when v_rolling and coalesce(d.n, 0) > 0 then d.n else 0 end as win_n,
+           case when p.n > 0 then coalesce(p.k, 0)::double precision * coalesce(p.k, 0) else 0 end
+             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0)::double precision * coalesce(d.k, 0)
+                    else 0 end as win_kk,
+           case when p.n > 0 then coalesce(p.k, 0)::double precision * p.n else 0 end
+             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0)::double precision * d.n
+                    else 0 end as win_kn,
+           case when p.n > 0 then p.n::double precision * p.n else 0 end
+             - case when v_rolling and coalesce(d.n, 0) > 0 then d.n::double precision * d.n else 0 end as win_nn
     from anomaly.signal_points p
     left join anomaly.signal_points d on d.series_id = p.series_id and d.bucket = p_bucket - v_window
     where p.bucket = p_bucket
@@ -544,9 +573,11 @@ begin
   state as (
     insert into anomaly.series_state as st (series_id, n, last_bucket, last_value, ewma_mean, ewma_var,
       holt_level, holt_trend, cusum_pos, cusum_neg, last_active_bucket,
-      day_slot, day_n, day_mean, day_m2, week_slot, week_n, week_mean, week_m2, win_points, win_sum, win_sumsq)
+      day_slot, day_n, day_mean, day_m2, week_slot, week_n, week_mean, week_m2, win_points, win_sum, win_sumsq,
+      win_k, win_n, win_kk, win_kn, win_nn)
     select series_id, 1, p_bucket, value, value, 0, value, 0, 0, 0, case when n > 0 then p_bucket end,
-           v_day_slot, 1, value, 0, v_week_slot, 1, value, 0, win_points, win_sum, win_sumsq
+           v_day_slot, 1, value, 0, v_week_slot, 1, value, 0, win_points, win_sum, win_sumsq,
+           win_k, win_n, win_kk, win_kn, win_nn
     from pts
     order by series_id
     on conflict (series_id) do update set
@@ -586,7 +617,12 @@ begin
       -- the rolling window moves (when not rolling, the rebuild below sets it)
       win_points = st.win_points + excluded.win_points,
       win_sum = st.win_sum + excluded.win_sum,
-      win_sumsq = st.win_sumsq + excluded.win_sumsq
+      win_sumsq = st.win_sumsq + excluded.win_sumsq,
+      win_k = st.win_k + excluded.win_k,
+      win_n = st.win_n + excluded.win_n,
+      win_kk = st.win_kk + excluded.win_kk,
+      win_kn = st.win_kn + excluded.win_kn,
+      win_nn = st.win_nn + excluded.win_nn
     where st.last_bucket is null or st.last_bucket < p_bucket
     returning 1
   )
@@ -595,7 +631,11 @@ begin
   if v_rolling and v_rows = v_points then
     -- series without a point this minute still let go of the point leaving their window
     update anomaly.series_state st
-       set win_points = st.win_points - 1, win_sum = st.win_sum - d.value, win_sumsq = st.win_sumsq - d.value * d.value
+       set win_points = st.win_points - 1, win_sum = st.win_sum - d.value, win_sumsq = st.win_sumsq - d.value * d.value,
+           win_k = st.win_k - coalesce(d.k, 0), win_n = st.win_n - d.n,
+           win_kk = st.win_kk - coalesce(d.k, 0)::double precision * coalesce(d.k, 0),
+           win_kn = st.win_kn - coalesce(d.k, 0)::double precision * d.n,
+           win_nn = st.win_nn - d.n::double precision * d.n
       from anomaly.signal_points d
      where d.bucket = p_bucket - v_window and d.n > 0 and st.series_id = d.series_id
        and not exists (select 1 from anomaly.signal_points p where p.series_id = d.series_id and p.bucket = p_bucket);
@@ -604,17 +644,23 @@ begin
   else
     -- not rolling, or some series had folded this minute already (their window did not move): rebuild
     update anomaly.series_state st
-       set win_points = coalesce(w.points, 0), win_sum = coalesce(w.sum, 0), win_sumsq = coalesce(w.sumsq, 0)
+       set win_points = coalesce(w.points, 0), win_sum = coalesce(w.sum, 0), win_sumsq = coalesce(w.sumsq, 0),
+           win_k = coalesce(w.k, 0), win_n = coalesce(w.n, 0), win_kk = coalesce(w.kk, 0), win_kn = coalesce(w.kn, 0),
+           win_nn = coalesce(w.nn, 0)
       from anomaly.series_state s0
       left join (
-        select p.series_id, count(*)::integer as points, sum(p.value) as sum, sum(p.value * p.value) as sumsq
+        select p.series_id, count(*)::integer as points, sum(p.value) as sum, sum(p.value * p.value) as sumsq,
+               sum(coalesce(p.k, 0))::double precision as k, sum(p.n)::double precision as n,
+               sum(coalesce(p.k, 0)::double precision * coalesce(p.k, 0)) as kk,
+               sum(coalesce(p.k, 0)::double precision * p.n) as kn, sum(p.n::double precision * p.n) as nn
         from anomaly.signal_points p
         where p.bucket > p_bucket - v_window and p.bucket <= p_bucket and p.n > 0
         group by p.series_id
       ) w on w.series_id = s0.series_id
      where s0.series_id = st.series_id
-       and (st.win_points, st.win_sum, st.win_sumsq)
-           is distinct from (coalesce(w.points, 0), coalesce(w.sum, 0), coalesce(w.sumsq, 0));
+       and (st.win_points, st.win_sum, st.win_sumsq, st.win_k, st.win_n, st.win_kk, st.win_kn, st.win_nn)
+           is distinct from (coalesce(w.points, 0), coalesce(w.sum, 0), coalesce(w.sumsq, 0), coalesce(w.k, 0),
+                             coalesce(w.n, 0), coalesce(w.kk, 0), coalesce(w.kn, 0), coalesce(w.nn, 0));
   end if;
   insert into anomaly.detector_state (detector, last_bucket) values ('window', p_bucket)
   on conflict (detector) do update set last_bucket = excluded.last_bucket, updated_at = now();

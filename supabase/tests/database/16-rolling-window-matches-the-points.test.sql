@@ -34,14 +34,17 @@ select ok((select last_bucket from cursor_at) is not null, 'the cycle folded min
 -- every series (2 operations x 3 signals, 2 of the service): after the cycle's ~100 folds (a rebuild at the first, then one minute in and one out each), the kept sums are
 -- those of the points of (C - 60 min, C]
 select ok((select bool_and(st.win_points = w.points and abs(st.win_sum - w.sum) <= 1e-9 * greatest(w.sum, 1)
-                           and abs(st.win_sumsq - w.sumsq) <= 1e-9 * greatest(w.sumsq, 1))
-                  and count(*) = 8
+                           and abs(st.win_sumsq - w.sumsq) <= 1e-9 * greatest(w.sumsq, 1)
+                           and (st.win_k, st.win_n, st.win_kk, st.win_kn, st.win_nn) = (w.k, w.n, w.kk, w.kn, w.nn))
+                  and count(*) = 8 and sum(w.k) > 0
            from anomaly.series_state st
-           join (select p.series_id, count(*) as points, sum(p.value) as sum, sum(p.value * p.value) as sumsq
+           join (select p.series_id, count(*) as points, sum(p.value) as sum, sum(p.value * p.value) as sumsq,
+                        sum(coalesce(p.k, 0)) as k, sum(p.n) as n, sum(coalesce(p.k, 0) * coalesce(p.k, 0)) as kk,
+                        sum(coalesce(p.k, 0) * p.n) as kn, sum(p.n * p.n) as nn
                  from anomaly.signal_points p, cursor_at c
                  where p.bucket > c.last_bucket - interval '60 minutes' and p.bucket <= c.last_bucket and p.n > 0
                  group by 1) w using (series_id)),
-  'after a cycle the kept count, sum and sum of squares are those of the last 60 minutes'' points');
+  'after a cycle the kept count, sum and sum of squares (and the error and span sums) are those of the last 60 minutes'' points');
 
 -- day slots of 5 minutes: every finished slot's profile is the n / mean / m2 of its points; the open one is in state
 create temp table slot_points as
