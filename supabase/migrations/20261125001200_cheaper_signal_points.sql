@@ -89,30 +89,27 @@ begin
   delete from anomaly.signal_points p where p.bucket > p_from and p.bucket <= p_through;
 
   -- Real points of buckets in (p_from, p_through], from the rollups.
-  with ops as (
-    -- p95 of every histogram: the first bucket whose running count reaches ceil(0.95 n), bucket middle (the rule
-    -- of anomaly.histogram_quantile), in one pass over the histogram's keys
-    select m.service_name, m.operation, m.bucket, m.span_count, m.error_count,
-           anomaly.histogram_rank_ms(m.latency_histogram, greatest(1, ceil(0.95 * m.span_count))::bigint) as p95
+  with minutes as (
+    select m.service_name, m.operation, m.bucket, m.span_count, m.error_count, m.latency_histogram
     from anomaly.operation_minutes m
     where m.bucket > p_from and m.bucket <= p_through
   ),
-  -- An operation's three series come from one range probe of series_identity_key (scope, service, operation): a
-  -- third of the lookups of one per signal, and its points need no join on four text columns.
-  op_known as materialized (
-    select k.service_name, k.operation, k.first_bucket, k.last_bucket,
-           max(s.id) filter (where s.signal = 'latency_p95') as p95_id,
-           max(s.id) filter (where s.signal = 'error_rate') as err_id,
-           max(s.id) filter (where s.signal = 'throughput') as tp_id,
-           max(s.first_bucket) as series_first
-    from (select service_name, operation, min(bucket) as first_bucket, max(bucket) as last_bucket
-          from ops group by 1, 2) k
-    left join anomaly.series s on s.scope = 'operation' and s.service = k.service_name and s.operation = k.operation
-    group by 1, 2, 3, 4
+  -- p95 of every histogram: the first bucket whose running count reaches ceil(0.95 n), bucket middle (the rule of
+  -- anomaly.histogram_quantile), in one pass over the histogram's keys (a sort and window per histogram cost 2.4x)
+  ops as (
+    select m.*, anomaly.histogram_rank_ms(m.latency_histogram, greatest(1, ceil(0.95 * m.span_count))::bigint) as p95
+    from minutes m
   ),
-  svc_raw as (
-    select 'service'::text as scope, service_name as service, ''::text as operation, s.signal, bucket, s.value,
-           s.n, s.k
+  raw as (
+    select 'operation' as scope, service_name as service, operation, s.signal, bucket, s.value, s.n, s.k
+    from ops,
+    lateral (values
+      ('latency_p95', p95, span_count, null::integer),
+      ('error_rate', error_count::double precision / span_count, span_count, error_count),
+      ('throughput', span_count::double precision, span_count, null)
+    ) as s(signal, value, n, k)
+    union all
+    select 'service', service_name, '', s.signal, bucket, s.value, s.n, s.k
     from (select service_name, bucket, sum(span_count)::integer as spans, sum(error_count)::integer as errors
           from ops group by 1, 2) svc,
     lateral (values
@@ -125,81 +122,49 @@ begin
     lateral (values ('cpu', r.cpu_utilization_avg), ('memory', r.memory_usage_avg)) as s(signal, value)
     where r.bucket > p_from and r.bucket <= p_through and s.value is not null
   ),
-  svc_keys as (
+  keys as (
     select scope, service, operation, signal, min(bucket) as first_bucket, max(bucket) as last_bucket
-    from svc_raw group by 1, 2, 3, 4
+    from raw group by 1, 2, 3, 4
   ),
-  svc_known as materialized (
+  known as materialized (
+    -- one lookup of each key in anomaly.series serves the three uses below (series that existed before this
+    -- statement: its snapshot sees them)
     select s.id, k.scope, k.service, k.operation, k.signal, s.first_bucket as series_first, k.first_bucket
-    from svc_keys k
+    from keys k
     join anomaly.series s using (scope, service, operation, signal)
   ),
-  missing as (
-    select 'operation'::text as scope, k.service_name as service, k.operation, x.signal, k.first_bucket,
-           k.last_bucket
-    from op_known k
-    cross join lateral (values ('latency_p95', k.p95_id), ('error_rate', k.err_id), ('throughput', k.tp_id))
-      as x(signal, id)
-    where x.id is null
-    union all
-    select k.scope, k.service, k.operation, k.signal, k.first_bucket, k.last_bucket
-    from svc_keys k
-    left join svc_known n using (scope, service, operation, signal)
-    where n.id is null
-  ),
   new_series as (
-    -- only new series are written (known keys are not even offered to ON CONFLICT: its conflict check locks every
-    -- existing row); the newest minute with data lives in series_state.last_active_bucket
+    -- only new series are written: the newest minute with data lives in series_state.last_active_bucket, updated
+    -- with the rest of the state, not in a series row rewritten every minute; and known keys are not even offered
+    -- to ON CONFLICT (its conflict check locks every existing row: 0.1 s a minute at 10k operations)
     insert into anomaly.series as s (scope, service, operation, signal, first_bucket, last_active_bucket)
-    select scope, service, operation, signal, first_bucket, last_bucket
-    from missing
+    select k.scope, k.service, k.operation, k.signal, k.first_bucket, k.last_bucket
+    from keys k
+    left join known n using (scope, service, operation, signal)
+    where n.id is null
     order by 1, 2, 3, 4
     on conflict (scope, service, operation, signal) do nothing
     returning id, scope, service, operation, signal
   ),
   older as (
     -- data older than a series' first minute (a late backfill) moves first_bucket back
-    update anomaly.series s set first_bucket = o.first_bucket
-    from (select n.id, n.first_bucket from svc_known n where n.first_bucket < n.series_first
-          union all
-          select x.id, k.first_bucket
-          from op_known k cross join lateral (values (k.p95_id), (k.err_id), (k.tp_id)) as x(id)
-          where k.first_bucket < k.series_first and x.id is not null) o
-    where s.id = o.id and o.first_bucket < s.first_bucket
+    update anomaly.series s set first_bucket = n.first_bucket
+    from known n
+    where s.id = n.id and n.first_bucket < n.series_first
     returning 1
   ),
-  op_ids as (
-    select k.service_name, k.operation,
-           coalesce(k.p95_id, (select n.id from new_series n where n.scope = 'operation' and n.service = k.service_name
-                                 and n.operation = k.operation and n.signal = 'latency_p95')) as p95_id,
-           coalesce(k.err_id, (select n.id from new_series n where n.scope = 'operation' and n.service = k.service_name
-                                 and n.operation = k.operation and n.signal = 'error_rate')) as err_id,
-           coalesce(k.tp_id, (select n.id from new_series n where n.scope = 'operation' and n.service = k.service_name
-                                and n.operation = k.operation and n.signal = 'throughput')) as tp_id
-    from op_known k
-  ),
-  svc_ids as (
-    select id, scope, service, operation, signal from svc_known
+  ids as (
+    select id, scope, service, operation, signal from known
     union all
-    select id, scope, service, operation, signal from new_series where scope = 'service'
+    select id, scope, service, operation, signal from new_series
   ),
   inserted as (
     -- the minutes were emptied above: a plain insert (an upsert's conflict check cost 0.26 s a minute at 10k
     -- operations)
     insert into anomaly.signal_points as p (series_id, bucket, value, n, k)
-    select x.id, o.bucket, x.value, o.span_count, x.k
-    from ops o
-    join op_ids i using (service_name, operation)
-    cross join lateral (values
-      (i.p95_id, o.p95, null::integer),
-      (i.err_id, o.error_count::double precision / o.span_count, o.error_count),
-      (i.tp_id, o.span_count::double precision, null)
-    ) as x(id, value, k)
-    where x.value is not null and x.id is not null
-    union all
-    select i.id, r.bucket, r.value, r.n, r.k
-    from svc_raw r
-    join svc_ids i using (scope, service, operation, signal)
+    select ns.id, r.bucket, r.value, r.n, r.k
+    from raw r
+    join ids ns using (scope, service, operation, signal)
     where r.value is not null
     order by 1, 2
     returning 1
@@ -483,6 +448,8 @@ comment on column anomaly.series_state.win_n is 'Spans (n) of the rolling window
 comment on column anomaly.series_state.win_kk is 'Sum of k * k over the rolling window''s points.';
 comment on column anomaly.series_state.win_kn is 'Sum of k * n over the rolling window''s points.';
 comment on column anomaly.series_state.win_nn is 'Sum of n * n over the rolling window''s points.';
+-- the new sums start at 0 beside a window already kept: the next fold must rebuild the whole window from the points
+delete from anomaly.detector_state where detector = 'window';
 
 create or replace function anomaly.update_baselines(p_bucket timestamptz)
 returns integer

@@ -257,9 +257,13 @@ begin
   cross join lateral (select case when st.signal = 'throughput' then v_now_load / st.lbar else 1 end as f) f
   order by st.series_id;
 
-  -- the rolling trailing window (count, sum, sum of squares) of the last window_minutes points, as folding leaves it
-  update anomaly.series_state st set win_points = w.points, win_sum = w.sum, win_sumsq = w.sumsq
-  from (select series_id, count(*)::integer as points, sum(value) as sum, sum(value * value) as sumsq
+  -- the rolling trailing window (count, sum, sum of squares; errors and spans with their products) of the last
+  -- window_minutes points, as folding leaves it
+  update anomaly.series_state st set win_points = w.points, win_sum = w.sum, win_sumsq = w.sumsq, win_k = w.k,
+    win_n = w.n, win_kk = w.kk, win_kn = w.kn, win_nn = w.nn
+  from (select series_id, count(*)::integer as points, sum(value) as sum, sum(value * value) as sumsq,
+               sum(coalesce(k, 0))::float8 as k, sum(n)::float8 as n, sum(coalesce(k, 0)::float8 * coalesce(k, 0)) as kk,
+               sum(coalesce(k, 0)::float8 * n) as kn, sum(n::float8 * n) as nn
         from anomaly.signal_points
         where bucket > p_t0 - interval '1 minute'
                        - make_interval(mins => (anomaly.config('detect.baseline') ->> 'window_minutes')::integer)
