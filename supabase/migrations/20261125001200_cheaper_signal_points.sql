@@ -203,8 +203,8 @@ end
 $$;
 comment on function anomaly.extract_signals(timestamptz, timestamptz) is
   'Turns the rollups of minutes in (p_from, p_through] into signal points (the minutes are deleted and rewritten: '
-  'idempotent), registering new '
-  'series: per operation p95 latency, error rate and throughput; per service throughput, error rate, cpu and memory. '
+  'idempotent), registering new series: per operation p95 latency, error rate and throughput; per service '
+  'throughput, error rate, cpu and memory. '
   'Writes explicit zeros for silent minutes of recently active throughput series (newest data from '
   'series_state.last_active_bucket or the points just extracted). Returns points written.';
 
@@ -514,27 +514,24 @@ begin
   -- trailing window, which also lets go of the point leaving it.
   with pts as (
     select p.series_id, p.value, p.n,
-           -- the window's change: in with this point (n > 0), out with the one of p_bucket - window
-           (p.n > 0)::integer - (v_rolling and coalesce(d.n, 0) > 0)::integer as win_points,
-           case when p.n > 0 then p.value else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then d.value else 0 end as win_sum,
-           case when p.n > 0 then p.value * p.value else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then d.value * d.value else 0 end as win_sumsq,
-           -- and of the counts behind the points (errors k, spans n; the error-rate baseline of error_cusum)
-           case when p.n > 0 then coalesce(p.k, 0) else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0) else 0 end as win_k,
-           case when p.n > 0 then p.n else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then d.n else 0 end as win_n,
-           case when p.n > 0 then coalesce(p.k, 0)::double precision * coalesce(p.k, 0) else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0)::double precision * coalesce(d.k, 0)
-                    else 0 end as win_kk,
-           case when p.n > 0 then coalesce(p.k, 0)::double precision * p.n else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then coalesce(d.k, 0)::double precision * d.n
-                    else 0 end as win_kn,
-           case when p.n > 0 then p.n::double precision * p.n else 0 end
-             - case when v_rolling and coalesce(d.n, 0) > 0 then d.n::double precision * d.n else 0 end as win_nn
+           -- the window's change: in with this point (n > 0), out with the point leaving it (d, joined only when
+           -- rolling); for each: count, sum, sum of squares, and the errors k and spans n behind it with products
+           (p.n > 0)::integer - (d.series_id is not null)::integer as win_points,
+           i.value - coalesce(d.value, 0) as win_sum,
+           i.value * i.value - coalesce(d.value * d.value, 0) as win_sumsq,
+           i.k - coalesce(d.k, 0) as win_k,
+           i.n - coalesce(d.n, 0) as win_n,
+           i.k::double precision * i.k - coalesce(d.k, 0)::double precision * coalesce(d.k, 0) as win_kk,
+           i.k::double precision * i.n - coalesce(d.k, 0)::double precision * coalesce(d.n, 0) as win_kn,
+           i.n::double precision * i.n - coalesce(d.n, 0)::double precision * coalesce(d.n, 0) as win_nn
     from anomaly.signal_points p
-    left join anomaly.signal_points d on d.series_id = p.series_id and d.bucket = p_bucket - v_window
+    cross join lateral (
+      select case when p.n > 0 then p.value else 0 end as value,
+             case when p.n > 0 then coalesce(p.k, 0) else 0 end as k,
+             case when p.n > 0 then p.n else 0 end as n
+    ) i
+    left join anomaly.signal_points d
+      on v_rolling and d.series_id = p.series_id and d.bucket = p_bucket - v_window and d.n > 0
     where p.bucket = p_bucket
   ),
   state as (

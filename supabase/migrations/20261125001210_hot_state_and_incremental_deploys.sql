@@ -44,6 +44,22 @@ comment on column anomaly.deploy_sides.pure_hist is 'Merged latency histogram of
 comment on column anomaly.deploy_sides.mixed_buckets is 'Minutes where this version shared the operation with others.';
 grant select, insert, update, delete on anomaly.deploy_sides to service_role;
 
+create function anomaly.kept_window_serves(p_bucket timestamptz, p_minutes integer)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce((select ds.last_bucket = p_bucket - interval '1 minute' from anomaly.detector_state ds
+                   where ds.detector = 'window'), false)
+     and p_minutes = (anomaly.config('detect.baseline') ->> 'window_minutes')::integer
+$$;
+comment on function anomaly.kept_window_serves(timestamptz, integer) is
+  'Whether the rolling window kept in anomaly.series_state (win_*) is the trailing p_minutes before p_bucket: the '
+  'engine has folded exactly the minute before p_bucket and p_minutes is detect.baseline.window_minutes. Readers of '
+  'the kept window (anomaly.trailing_moments, detect_error_cusum) scan the points otherwise.';
+grant execute on function anomaly.kept_window_serves(timestamptz, integer) to service_role;
+
 create or replace function anomaly.trailing_moments(p_bucket timestamptz, p_signal text, p_minutes integer)
 returns table (series_id bigint, points bigint, mean double precision, sd double precision)
 language sql
@@ -51,9 +67,7 @@ stable
 set search_path = ''
 as $$
   with rolling as (
-    select coalesce((select ds.last_bucket = p_bucket - interval '1 minute' from anomaly.detector_state ds
-                     where ds.detector = 'window'), false)
-       and p_minutes = (anomaly.config('detect.baseline') ->> 'window_minutes')::integer as served
+    select anomaly.kept_window_serves(p_bucket, p_minutes) as served
   )
   -- served: every p_signal series' kept window (callers join the points they score)
   select st.series_id, st.win_points::bigint, st.win_sum / nullif(st.win_points, 0),
@@ -77,9 +91,9 @@ as $$
 $$;
 comment on function anomaly.trailing_moments(timestamptz, text, integer) is
   'Count, mean and sample sigma of the points (n > 0) in [p_bucket - p_minutes, p_bucket) of the p_signal series '
-  '(callers join the points they score). From the rolling window in anomaly.series_state when the engine has folded exactly the '
-  'minute before p_bucket and p_minutes is detect.baseline.window_minutes (O(1) per series), else by scanning the '
-  'points. Example: select * from anomaly.trailing_moments(''2026-03-01 10:00+00'', ''latency_p95'', 60).';
+  '(callers join the points they score). From the rolling window in anomaly.series_state when '
+  'anomaly.kept_window_serves(p_bucket, p_minutes) (O(1) per series), else by scanning the points. Example: '
+  'select * from anomaly.trailing_moments(''2026-03-01 10:00+00'', ''latency_p95'', 60).';
 
 
 create or replace function anomaly.detect_deploy_regression(p_bucket timestamptz, p_config jsonb)
@@ -186,8 +200,10 @@ as $$
       from_bucket, through_bucket, pure_hist, pure_spans, pure_errors, mixed_buckets)
     select sd.service_name, sd.operation, sd.new_version, sd.side, sd.version, sd.first_seen, sd.from_bucket,
            sd.to_bucket,
-           case when c.valid then anomaly.histogram_merge(array_remove(array[c.pure_hist, x.pure_hist], null))
-                else x.pure_hist end,
+           -- (no merge when one side is empty: the previous version's side adds nothing after its first minute)
+           case when c.valid is not true or c.pure_hist is null then x.pure_hist
+                when x.pure_hist is null then c.pure_hist
+                else anomaly.histogram_merge(array[c.pure_hist, x.pure_hist]) end,
            case when c.valid then c.pure_spans else 0 end + x.pure_spans,
            case when c.valid then c.pure_errors else 0 end + x.pure_errors,
            case when c.valid and c.mixed_buckets is not null

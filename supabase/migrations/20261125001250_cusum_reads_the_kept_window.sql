@@ -24,12 +24,8 @@ declare
   v_min_rate double precision := (p_config ->> 'min_baseline_rate')::double precision;
   v_max_p double precision := (p_config ->> 'max_p_value')::double precision;
   v_max_p_service double precision := (p_config ->> 'service_max_p_value')::double precision;
-  -- the baseline window is the rolling window series_state keeps when the engine has just folded the minute before
-  -- and the lengths agree (as anomaly.trailing_moments decides); otherwise the points are scanned
-  v_served boolean := coalesce((select ds.last_bucket = p_bucket - interval '1 minute' from anomaly.detector_state ds
-                                where ds.detector = 'window'), false)
-                      and (p_config ->> 'baseline_window_minutes')::integer
-                          = (anomaly.config('detect.baseline') ->> 'window_minutes')::integer;
+  -- the baseline window is the rolling window series_state keeps, when it is that window; else the points are scanned
+  v_served boolean := anomaly.kept_window_serves(p_bucket, (p_config ->> 'baseline_window_minutes')::integer);
 begin
   -- Re-running a minute replaces its rows (they derive only from the previous minute's rows and this minute's
   -- points); rows older than an hour are no longer needed (a step only reads the minute before it).
@@ -117,7 +113,8 @@ begin
 end
 $$;
 comment on function anomaly.detect_error_cusum(timestamptz, jsonb) is
-  'Detector error_cusum (baseline sums from the rolling window in series_state inside a cycle, else scanned): one-sided upper CUSUM (Page) of the error rate of an operation or service, in binomial '
+  'Detector error_cusum (baseline sums from the rolling window in series_state inside a cycle, else scanned): '
+  'one-sided upper CUSUM (Page) of the error rate of an operation or service, in binomial '
   'sigmas of each minute''s volume against the baseline rate p0 (errors / spans pooled over the '
   'baseline_window_minutes before the run started, frozen for the run): S_t = max(0, S_t-1 + z_t - slack_k). '
   'Signals (subtype error_rate, direction up) when S > decision_h, the run holds min_run_errors errors, the '
