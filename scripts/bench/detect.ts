@@ -1,7 +1,8 @@
 // scripts/bench/detect.ts — `npm run bench:detect`: detection-cycle time against series count. For 1k, 10k and 50k
 // service+operation series (each 3 signal series: latency p95, error rate, throughput; plus 4 per service:
-// throughput, error rate, cpu, memory) it builds the state 7 days of minute history leave in the incremental engine
-// (baselines + seasonal profiles + the trailing window of points and rollups; scripts/bench/detect/state.ts), then
+// throughput, error rate, cpu, memory; and 2 per service edge, each service calling two) it builds the state 7 days
+// of minute history leave in the incremental engine (baselines + seasonal profiles + the trailing window of points
+// and rollups; scripts/bench/detect/state.ts), then
 // times `select * from anomaly.detect()` over consecutive new minutes (a few operations with injected incidents, so
 // hits and the anomaly lifecycle do real work) with whatever detectors are registered, breaks each cycle down per
 // step and per detector, profiles one cycle with auto_explain, and compares with a full set-based recompute of the
@@ -275,7 +276,8 @@ function header(): void {
   out(`detection-cycle benchmark: ${context}`);
   out(
     `"series" = service+operation pairs (${OPS_PER_SERVICE} per service); each is 3 signal series (latency ` +
-      `p95, error rate, throughput), and each service adds 4 (throughput, error rate, cpu, memory).`,
+      `p95, error rate, throughput), and each service adds 4 (throughput, error rate, cpu, memory) and 2 for each of ` +
+      `the two services it calls (calls, error rate of the edge).`,
   );
   out(
     `state: what ${HISTORY_DAYS} days of minute history leave behind (series_state with n = ${

@@ -1,7 +1,8 @@
 // scripts/bench/detect/state.ts — the synthetic state of `npm run bench:detect`: what 7 days of minute history
 // leave behind in the incremental detection engine, generated set-based in SQL instead of replaying the history.
 //
-// For N operations (OPS_PER_SERVICE per service) it writes anomaly.series (3 signals per operation, 4 per service),
+// For N operations (OPS_PER_SERVICE per service) it writes anomaly.series (3 signals per operation, 4 per service,
+// 2 per service edge: each service calls the next two),
 // anomaly.series_state and anomaly.seasonal_profiles as 7 days of minutes would have left them (n = 10080, every
 // day and week slot filled with Welford n/mean/m2), and the trailing window of anomaly.operation_minutes,
 // anomaly.resource_minutes and anomaly.signal_points that the detectors read. New minutes for the timed cycles come
@@ -79,6 +80,11 @@ create table bench.ops (
   rate double precision not null, lat_c integer not null, err_p double precision not null, incident integer not null,
   sid_err bigint, sid_p95 bigint, sid_tp bigint
 );
+-- service edges: each service calls the next two (calls ~ a quarter of the caller's spans, errors alike)
+create table bench.edges (
+  caller_id integer not null, callee_id integer not null, caller text not null, callee text not null,
+  sid_tp bigint, sid_err bigint, primary key (caller_id, callee_id)
+);
 create table bench.series_stats (
   series_id bigint primary key, signal text not null, points integer not null, mu double precision not null,
   var double precision not null, last_value double precision not null, lbar double precision not null
@@ -101,6 +107,12 @@ begin
          case when s % v_deploy_stride = 0 and s / v_deploy_stride <= p_deploys then p_t0 - interval '20 minutes' end
   from generate_series(1, v_services) s;
 
+  insert into bench.edges (caller_id, callee_id, caller, callee)
+  select c.svc_id, e.svc_id, c.service, e.service
+  from bench.services c
+  cross join generate_series(1, least(2, v_services - 1)) d
+  join bench.services e on e.svc_id = (c.svc_id - 1 + d) % v_services + 1;
+
   insert into bench.ops (op_id, svc_id, service, operation, rate, lat_c, err_p, incident)
   select i, (i - 1) / p_ops_per_service + 1, format('svc-%s', lpad(((i - 1) / p_ops_per_service + 1)::text, 5, '0')),
          format('%s /api/v%s/r%s', (array['GET', 'POST', 'PUT', 'GET'])[1 + i % 4], 1 + i % 3,
@@ -120,6 +132,10 @@ begin
     union all
     select 'service', v.service, '', s.signal, p_t0 - make_interval(days => p_days), p_t0 - interval '1 minute'
     from bench.services v cross join unnest(array['throughput', 'error_rate', 'cpu', 'memory']) s(signal)
+    union all
+    select 'edge', e.caller, '→ ' || e.callee, s.signal, p_t0 - make_interval(days => p_days),
+           p_t0 - interval '1 minute'
+    from bench.edges e cross join unnest(array['throughput', 'error_rate']) s(signal)
   ) x (scope, service, operation, signal, first_bucket, last_active_bucket)
   order by 1, 2, 3, 4;
 
@@ -134,12 +150,18 @@ begin
                max(id) filter (where signal = 'memory') as mem
         from anomaly.series where scope = 'service' group by 1) m
   where m.service = v.service;
+  update bench.edges e set sid_tp = m.tp, sid_err = m.err
+  from (select service, operation, max(id) filter (where signal = 'throughput') as tp,
+               max(id) filter (where signal = 'error_rate') as err
+        from anomaly.series where scope = 'edge' group by 1, 2) m
+  where m.service = e.caller and m.operation = '→ ' || e.callee;
   analyze bench.ops;
+  analyze bench.edges;
   analyze bench.services;
 end
 $$;
 
--- One minute of rollups as anomaly.rollup() would have written it (operation and resource minutes), and with
+-- One minute of rollups as anomaly.rollup() would have written it (operation, resource and edge minutes), and with
 -- p_points its signal points as anomaly.extract_signals would have (for the history window; the timed cycles
 -- extract their own). p_incidents switches the incidents on. Returns the operation-minutes written.
 create function bench.load_minute(p_bucket timestamptz, p_incidents boolean, p_points boolean)
@@ -210,10 +232,32 @@ begin
     ) r
     returning service_name, samples, cpu_utilization_avg, memory_usage_avg
   ),
+  svc as (
+    select svc_id, sum(n)::integer as n, sum(k)::integer as k from g group by svc_id
+  ),
+  edge_minutes as (
+    insert into anomaly.service_edge_minutes (caller_service, callee_service, bucket, call_count, error_count,
+      duration_sum_ms)
+    select e.caller, e.callee, p_bucket, c.calls, c.errors, c.calls * 20.0
+    from bench.edges e join svc t on t.svc_id = e.caller_id
+    cross join lateral (select greatest(1, ceil(t.n * 0.25))::integer as calls) cl
+    cross join lateral (select cl.calls, least(cl.calls, ceil(t.k * 0.25))::integer as errors) c
+    returning caller_service, callee_service, call_count, error_count
+  ),
+  edge_points as (
+    insert into anomaly.signal_points (series_id, bucket, value, n, k)
+    select s.series_id, p_bucket, s.value, m.call_count, s.k
+    from edge_minutes m join bench.edges e on e.caller = m.caller_service and e.callee = m.callee_service
+    cross join lateral (values (e.sid_tp, m.call_count::double precision, null::integer),
+                               (e.sid_err, m.error_count::double precision / m.call_count, m.error_count))
+      s (series_id, value, k)
+    where p_points
+    returning 1
+  ),
   svc_points as (
     insert into anomaly.signal_points (series_id, bucket, value, n, k)
     select s.series_id, p_bucket, s.value, s.n, s.k
-    from (select svc_id, sum(n)::integer as n, sum(k)::integer as k from g group by svc_id) t
+    from svc t
     join bench.services v using (svc_id)
     cross join lateral (values (v.sid_tp, t.n::double precision, t.n, null::integer),
                                (v.sid_err, t.k::double precision / t.n, t.n, t.k)) s (series_id, value, n, k)
@@ -462,6 +506,7 @@ export async function buildState(
     "anomaly.series",
     "anomaly.series_state",
     "anomaly.resource_minutes",
+    "anomaly.service_edge_minutes",
     "anomaly.detector_state",
   ];
   await pool(
