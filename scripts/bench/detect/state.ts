@@ -540,6 +540,30 @@ export async function loadMinute(sql: Sql, bucket: Date): Promise<number> {
   return r.n;
 }
 
+/**
+ * A partial outage in the minute just loaded: every `every`-th service sends nothing (its operation, resource and
+ * edge minutes are removed), while the watermark still advances. Returns the operations silenced.
+ */
+export async function silenceServices(sql: Sql, bucket: Date, every: number): Promise<number> {
+  const [r] = await sql<{ n: number }[]>`
+    with silent as (select service from bench.services where svc_id % ${every} = 0),
+    ops as (
+      delete from anomaly.operation_minutes m using silent s where m.bucket = ${bucket} and m.service_name = s.service
+      returning 1
+    ),
+    res as (
+      delete from anomaly.resource_minutes m using silent s where m.bucket = ${bucket} and m.service_name = s.service
+      returning 1
+    ),
+    edges as (
+      delete from anomaly.service_edge_minutes e using silent s
+      where e.bucket = ${bucket} and (e.caller_service = s.service or e.callee_service = s.service)
+      returning 1
+    )
+    select (select count(*) from ops)::int as n, (select count(*) from res) as r, (select count(*) from edges) as e`;
+  return r.n;
+}
+
 function fmtS(started: number): string {
   return `${((performance.now() - started) / 1000).toFixed(1)} s`;
 }
