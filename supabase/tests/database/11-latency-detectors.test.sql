@@ -125,7 +125,7 @@ select tests.latency_minutes('GET /steady', '2026-03-01 01:00+00', tests.steady(
 
 -- First cycle: the hour before 01:00 only feeds the baselines, 01:00-02:59 is scored.
 insert into public.anomaly_detection_config (key, value)
-values ('detect.engine', '{"initial_lookback_minutes": 120, "history_minutes": 61}');
+values ('detect.engine', '{"initial_lookback_minutes": 120, "history_minutes": 61, "max_minutes_per_cycle": 120}');
 select lives_ok($$ select tests.detect_through('2026-03-01 02:59+00') $$, 'detection scores two hours');
 select is((select errors from anomaly.detection_runs order by id desc limit 1), '[]'::jsonb, 'no detector failed');
 
@@ -253,7 +253,7 @@ begin
   end loop;
 end
 $$;
-update public.anomaly_detection_config set value = '{"initial_lookback_minutes": 100, "history_minutes": 0}'
+update public.anomaly_detection_config set value = '{"initial_lookback_minutes": 100, "history_minutes": 0, "max_minutes_per_cycle": 100}'
 where key = 'detect.engine';
 select lives_ok($$ select tests.detect_through('2026-03-05 08:40+00') $$, 'detection scores Thursday morning');
 

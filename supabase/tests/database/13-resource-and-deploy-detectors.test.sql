@@ -31,7 +31,7 @@ $$;
 update anomaly.detectors set enabled = name in
   ('resource_deviation', 'resource_rate_of_change', 'resource_latency_correlation', 'deploy_regression');
 insert into public.anomaly_detection_config (key, value)
-values ('detect.engine', '{"initial_lookback_minutes": 80, "history_minutes": 10}');
+values ('detect.engine', '{"initial_lookback_minutes": 80, "history_minutes": 10, "max_minutes_per_cycle": 80}');
 
 -- ---------------------------------------------------------------- resources: 85 minutes from 00:00, 5 spans a minute
 -- cpu-jump: cpu 0.30 +- 0.01, then 0.95 from minute 70 (01:10); memory 500 MB, then 800 MB from minute 70.
