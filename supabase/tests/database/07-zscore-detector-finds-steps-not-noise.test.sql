@@ -1,7 +1,7 @@
 -- 07: the z-score detector opens one anomaly per condition for a latency step and an error spike, stays
 -- quiet on normal and sparse series, explains itself, and resolves once the series is quiet again.
 begin;
-select plan(11);
+select plan(13);
 
 -- 60 normal minutes, a 3-minute latency step on api GET /items, then 2 normal minutes.
 select anomaly.ingest_spans(tests.series('2026-03-01 00:00+00', 60, 20, array[100, 104, 97, 102, 99, 101, 98, 103]));
@@ -46,6 +46,22 @@ select is((select status from public.trace_anomalies where fingerprint like 'LAT
   'the anomaly resolves after quiet_minutes without a hit');
 select is((select count(*)::integer from public.trace_anomalies where service = 'api' and operation = 'GET /items'), 1,
   'normal minutes after the step open nothing new');
+
+-- error_zscore needs 5 errors in the minute: a quiet operation (30 spans a minute, an error every 15 minutes) with
+-- 3 errors in a minute is chance over a day of minutes (binomial tail 5e-5 per minute), with 5 it is not (1e-8).
+insert into anomaly.series (scope, service, operation, signal, first_bucket, last_active_bucket)
+values ('operation', 'quiet', 'GET /q', 'error_rate', '2026-03-02 00:00+00', '2026-03-02 01:01+00');
+insert into anomaly.signal_points (series_id, bucket, value, n, k)
+select s.id, '2026-03-02 00:00+00'::timestamptz + make_interval(mins => i), x.k / 30.0, 30, x.k
+from anomaly.series s, generate_series(0, 61) i,
+     lateral (select case when i = 60 then 3 when i = 61 then 5 when i % 15 = 7 then 1 else 0 end as k) x
+where s.service = 'quiet';
+select is_empty($$ select 1 from anomaly.detect_error_zscore('2026-03-02 01:00+00', anomaly.config('detect.zscore')) h
+                   join anomaly.series s on s.id = h.series_id where s.service = 'quiet' $$,
+  'error_zscore: 3 errors of 30 against a 0.2 % baseline do not fire (z 9.8, but 3 < min_error_count 5)');
+select isnt_empty($$ select 1 from anomaly.detect_error_zscore('2026-03-02 01:01+00', anomaly.config('detect.zscore')) h
+                     join anomaly.series s on s.id = h.series_id where s.service = 'quiet' $$,
+  'and 5 of 30 do');
 
 select * from finish();
 rollback;
