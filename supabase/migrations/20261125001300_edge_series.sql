@@ -38,15 +38,16 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  v_silence interval := make_interval(mins => (anomaly.config('detect.engine') ->> 'silence_lookback_minutes')::integer);
+  v_engine jsonb := anomaly.config('detect.engine');
+  v_rollup jsonb := anomaly.config('rollup');
+  v_silence interval := make_interval(mins => (v_engine ->> 'silence_lookback_minutes')::integer);
   v_points bigint;
   -- Calls between services are counted when a trace finishes (anomaly.rollup, trace_idle_seconds after its last
   -- span), the minute's other rollups when the watermark passes (allowed_lateness_seconds after the newest span
   -- start). Only when a trace is finished by the time its minutes are final are an edge's minutes complete when they
   -- are scored; otherwise every edge would look like a drop.
-  v_edges boolean := coalesce((anomaly.config('detect.engine') ->> 'score_service_edges')::boolean, true)
-    and (anomaly.config('rollup') ->> 'trace_idle_seconds')::integer
-        <= (anomaly.config('rollup') ->> 'allowed_lateness_seconds')::integer;
+  v_edges boolean := (v_engine ->> 'score_service_edges')::boolean
+    and (v_rollup ->> 'trace_idle_seconds')::integer <= (v_rollup ->> 'allowed_lateness_seconds')::integer;
 begin
   -- Extraction rewrites whole minutes: the points of (p_from, p_through] go, then come back from the rollups (a
   -- re-extracted minute, after late spans, gets the new values; normally the range is new and nothing is deleted).

@@ -235,22 +235,23 @@ begin
   svc as (
     select svc_id, sum(n)::integer as n, sum(k)::integer as k from g group by svc_id
   ),
+  edge_calls as (
+    select e.caller, e.callee, e.sid_tp, e.sid_err, c.calls, least(c.calls, ceil(t.k * 0.25))::integer as errors
+    from bench.edges e join svc t on t.svc_id = e.caller_id
+    cross join lateral (select greatest(1, ceil(t.n * 0.25))::integer as calls) c
+  ),
   edge_minutes as (
     insert into anomaly.service_edge_minutes (caller_service, callee_service, bucket, call_count, error_count,
       duration_sum_ms)
-    select e.caller, e.callee, p_bucket, c.calls, c.errors, c.calls * 20.0
-    from bench.edges e join svc t on t.svc_id = e.caller_id
-    cross join lateral (select greatest(1, ceil(t.n * 0.25))::integer as calls) cl
-    cross join lateral (select cl.calls, least(cl.calls, ceil(t.k * 0.25))::integer as errors) c
-    returning caller_service, callee_service, call_count, error_count
+    select caller, callee, p_bucket, calls, errors, calls * 20.0 from edge_calls
+    returning 1
   ),
   edge_points as (
     insert into anomaly.signal_points (series_id, bucket, value, n, k)
-    select s.series_id, p_bucket, s.value, m.call_count, s.k
-    from edge_minutes m join bench.edges e on e.caller = m.caller_service and e.callee = m.callee_service
-    cross join lateral (values (e.sid_tp, m.call_count::double precision, null::integer),
-                               (e.sid_err, m.error_count::double precision / m.call_count, m.error_count))
-      s (series_id, value, k)
+    select s.series_id, p_bucket, s.value, c.calls, s.k
+    from edge_calls c
+    cross join lateral (values (c.sid_tp, c.calls::double precision, null::integer),
+                               (c.sid_err, c.errors::double precision / c.calls, c.errors)) s (series_id, value, k)
     where p_points
     returning 1
   ),
@@ -542,7 +543,8 @@ export async function loadMinute(sql: Sql, bucket: Date): Promise<number> {
 
 /**
  * A partial outage in the minute just loaded: every `every`-th service sends nothing (its operation, resource and
- * edge minutes are removed), while the watermark still advances. Returns the operations silenced.
+ * edge minutes are removed; data-modifying CTEs run whether read or not), while the watermark still advances.
+ * Returns the operations silenced.
  */
 export async function silenceServices(sql: Sql, bucket: Date, every: number): Promise<number> {
   const [r] = await sql<{ n: number }[]>`
@@ -553,14 +555,12 @@ export async function silenceServices(sql: Sql, bucket: Date, every: number): Pr
     ),
     res as (
       delete from anomaly.resource_minutes m using silent s where m.bucket = ${bucket} and m.service_name = s.service
-      returning 1
     ),
     edges as (
       delete from anomaly.service_edge_minutes e using silent s
       where e.bucket = ${bucket} and (e.caller_service = s.service or e.callee_service = s.service)
-      returning 1
     )
-    select (select count(*) from ops)::int as n, (select count(*) from res) as r, (select count(*) from edges) as e`;
+    select count(*)::int as n from ops`;
   return r.n;
 }
 
