@@ -3,7 +3,7 @@
 -- culprit must be that database call (not frontend or checkout, whose own time did not change), and node-7 and
 -- version 2.0.0 must stand out among the slow payment spans.
 begin;
-select plan(22);
+select plan(26);
 
 -- Baseline hour: 120 traces, one every 30 s, all on payments 1.0.0 / node-3.
 select anomaly.ingest_spans((
@@ -127,6 +127,24 @@ select is(anomaly.explain_overrepresented_attributes('payments', 'POST /pay', '2
             '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
   '[{"key": "host.name", "value": "node-7", "anomalous_share": 1.0000, "baseline_share": 0.0000, "lift": 122.00, "count": 10}]'::jsonb,
   'for an error anomaly the failing spans are compared: all 10 ran on node-7 (lift = 1 / (1/122))');
+-- A service-scope anomaly (no operation) compares all the service's spans: 240 baseline spans of POST /pay and
+-- SELECT payments; an edge's ('→ payments' of checkout) only payments' spans called from checkout: the 120 POST /pay.
+select is(anomaly.explain_overrepresented_attributes('payments', null, '2026-03-02 01:00+00',
+            '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
+  '[{"key": "host.name", "value": "node-7", "anomalous_share": 1.0000, "baseline_share": 0.0000, "lift": 242.00, "count": 10}]'::jsonb,
+  'a service''s error anomaly compares all its spans (lift = 1 / (1/242): both operations in the baseline)');
+select is(anomaly.explain_overrepresented_attributes('payments', '', '2026-03-02 01:00+00',
+            '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
+  anomaly.explain_overrepresented_attributes('payments', null, '2026-03-02 01:00+00',
+            '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
+  'an empty operation is the service too');
+select is(anomaly.explain_overrepresented_attributes('checkout', '→ payments', '2026-03-02 01:00+00',
+            '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
+  '[{"key": "host.name", "value": "node-7", "anomalous_share": 1.0000, "baseline_share": 0.0000, "lift": 122.00, "count": 10}]'::jsonb,
+  'an edge compares the callee''s spans called by the caller: 120 baseline calls, the 10 failed ones on node-7');
+select is(anomaly.explain_overrepresented_attributes('frontend', '→ payments', '2026-03-02 01:00+00',
+            '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00', array['host.name'], 'error'),
+  '[]'::jsonb, 'an edge without calls explains nothing (frontend calls checkout, not payments)');
 select throws_ok($$ select anomaly.explain_overrepresented_attributes('payments', 'POST /pay', '2026-03-02 01:00+00',
                       '2026-03-02 01:05+00', '2026-03-02 00:00+00', '2026-03-02 01:00+00',
                       p_anomalous_predicate => 'weird') $$, 'TSH01',
