@@ -201,10 +201,10 @@ begin
   ),
   om as (
     insert into anomaly.operation_minutes (service_name, operation, bucket, span_count, error_count, http_5xx_count,
-      duration_sum_ms, duration_min_ms, duration_max_ms, latency_histogram, versions, slowest_trace_id,
-      slowest_span_id, error_trace_id, error_span_id, updated_at)
+      duration_sum_ms, duration_min_ms, duration_max_ms, latency_histogram, latency_p95_ms, versions,
+      slowest_trace_id, slowest_span_id, error_trace_id, error_span_id, updated_at)
     select g.service, g.operation, p_bucket, g.n, g.k, g.k / 2, g.n * g.p50 * 1.3, g.p50 / 3, g.p99 * 1.5, l.hist,
-           jsonb_build_object(g.version, g.n), g.tid, g.spid, case when g.k > 0 then g.tid end,
+           g.p95, jsonb_build_object(g.version, g.n), g.tid, g.spid, case when g.k > 0 then g.tid end,
            case when g.k > 0 then g.spid end, p_bucket + interval '90 seconds'
     from g join bench.hist_lib l on l.n = g.n and l.c = g.c
     returning 1

@@ -1,7 +1,7 @@
 -- 05: the rollup counts every span in its own minute once, reads quantiles within the histogram's error,
 -- handles late spans, and writes trace features and service edges exactly once.
 begin;
-select plan(14);
+select plan(18);
 
 -- 100 spans of 1..100 ms in one minute, 5 of them errors, plus a child call into another service.
 select anomaly.ingest_spans((
@@ -34,6 +34,21 @@ select anomaly.rollup();
 select is((select span_count from anomaly.operation_minutes where service_name = 'api' and bucket = '2026-02-01 12:00:00+00'), 101,
   'a late span is counted in its own minute');
 select is((select count(*)::integer from anomaly.operation_minutes where service_name = 'api'), 1, 'and nowhere else');
+
+-- The rollup stores each minute's p95, exactly as extraction would read it from the histogram.
+select is_empty($$ select 1 from anomaly.operation_minutes
+                   where latency_p95_ms is distinct from
+                         anomaly.histogram_rank_ms(latency_histogram, greatest(1, ceil(0.95 * span_count))::bigint) $$,
+  'every rolled-up minute stores the p95 its histogram gives (also after the late span moved it)');
+select cmp_ok((select abs(latency_p95_ms - 96) / 96 from anomaly.operation_minutes where service_name = 'api'), '<',
+  0.045::double precision, 'and it is the 96th of the 101 durations (1..100 ms and the late 500 ms) within 4.5 %');
+-- A writer that changes the histogram without computing p95 (Tempo metrics mode) never leaves a stale value.
+update anomaly.operation_minutes set latency_histogram = '{"100": 101}' where service_name = 'api';
+select is((select latency_p95_ms from anomaly.operation_minutes where service_name = 'api'),
+  power(2::double precision, 99.5 / 8.0) / 1000.0, 'changing the histogram alone recomputes the stored p95');
+update anomaly.operation_minutes set latency_histogram = '{"101": 101}', latency_p95_ms = 1.0 where service_name = 'api';
+select is((select latency_p95_ms from anomaly.operation_minutes where service_name = 'api'), 1.0::double precision,
+  'a writer that gives both keeps its p95');
 
 -- Histograms merge exactly.
 select is(anomaly.histogram_merge(array['{"1": 2, "5": 1}'::jsonb, '{"5": 3, "9": 1}'::jsonb]), '{"1": 2, "5": 4, "9": 1}'::jsonb,
