@@ -94,6 +94,7 @@ begin
   spans as materialized (
     select c.bucket, s.service_name, s.name as operation, s.trace_id, s.span_id, s.status_code,
            s.http_status_code, s.service_version, s.start_time, s.duration_ns / 1e6::double precision as ms,
+           anomaly.latency_bucket(s.duration_ns / 1e6::double precision) as b,
            array[c.bucket::text, s.service_name, s.name] as k
     from claimed c
     join anomaly.spans s
@@ -109,13 +110,13 @@ begin
            -- p95 as the histogram gives it (anomaly.histogram_rank_ms): the bucket of the ceil(0.95 n)-th smallest
            -- duration (buckets grow with durations), at its middle
            power(2::double precision,
-                 ((array_agg(anomaly.latency_bucket(ms) order by ms))[greatest(1, ceil(0.95 * count(*)))::integer]
+                 ((array_agg(b order by ms))[greatest(1, ceil(0.95 * count(*)))::integer]
                   - 0.5) / 8.0) / 1000.0 as p95_ms
     from spans group by k, bucket, service_name, operation
   ),
   hist as (
     select k, jsonb_object_agg(b, n) as histogram
-    from (select k, anomaly.latency_bucket(ms) as b, count(*) as n from spans group by 1, 2) x
+    from (select k, b, count(*) as n from spans group by 1, 2) x
     group by k
   ),
   vers as (

@@ -79,9 +79,9 @@ declare
   -- whose spans are compared: an operation's, a whole service's (NULL or '' operation), or for an edge
   -- ('→ <callee>') the callee's spans called from p_service
   v_edge boolean := coalesce(p_operation like '→ %', false);
-  v_service text := case when p_operation like '→ %' then substr(p_operation, 3) else p_service end;
-  v_operation text := case when p_operation like '→ %' or p_operation = '' then null else p_operation end;
-  v_caller text := case when p_operation like '→ %' then p_service end;
+  v_service text := case when v_edge then substr(p_operation, 3) else p_service end;
+  v_operation text := case when v_edge or p_operation = '' then null else p_operation end;
+  v_caller text := case when v_edge then p_service end;
   v_result jsonb;
 begin
   perform anomaly._check_explain_arguments(p_from, p_through, p_baseline_from, p_baseline_through);
